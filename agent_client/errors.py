@@ -1,0 +1,94 @@
+"""The project's exception tree, documented in one place.
+
+Every error the project raises on purpose derives from :class:`EdgeError`; each message says what went
+wrong and what to do about it. Boundaries translate foreign exceptions (gRPC status codes, awsiotsdk
+errors, OSError, pydantic validation errors) into these with ``raise ... from exc``.
+
+    EdgeError
+    +-- ConfigError            invalid configuration (recipe configuration, CLI flags, agent options)
+    +-- ManifestError          a model folder's manifest.json is missing, malformed or does not match the model
+    +-- FrameError             a frame could not be read or decoded (skipped, counted, never fatal)
+    +-- SourceError            a frame source cannot be opened at all (missing folder, no images)
+    +-- PublishError           a result could not be handed to the publisher (IPC or stdout); retried
+        +-- PublishDeniedError      the core refused the topic (accessControl); never retried
+    +-- AgentError             the agent answered with an error or could not be reached
+        +-- AgentUnavailableError   nothing is serving on the socket (start the agent; the client retries)
+        +-- AgentTimeoutError       the call's deadline passed before the agent answered
+        +-- ModelNotFoundError      no model of that name is loaded (LoadModel first)
+        +-- ModelAlreadyLoadedError a model of that name is already loaded (UnLoadModel first)
+        +-- InvalidRequestError     the agent rejected the request (wrong tensor name/dtype/shape/size, bad path)
+    +-- BackendError           a runtime backend failed to load or run a model (agent side)
+        +-- BackendUnavailableError the backend's Python package is not installed (message names the extra)
+    +-- CaptureQueueFullError  the agent's capture queue is full; the capture was not accepted (agent side)
+    +-- CaptureDisabledError   the agent runs without a capture folder (agent side)
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigError(EdgeError):
+    """Configuration is invalid; the message names the key and the accepted values."""
+
+
+class ManifestError(EdgeError):
+    """A model manifest is missing, malformed, or disagrees with the model it describes."""
+
+
+class FrameError(EdgeError):
+    """One frame could not be read or decoded. Loops skip the frame and count it."""
+
+
+class SourceError(EdgeError):
+    """A frame source cannot be opened (missing folder, unsupported URI, no images)."""
+
+
+class PublishError(EdgeError):
+    """A result could not be published."""
+
+
+class PublishDeniedError(PublishError):
+    """The core refused the publish (UnauthorizedError): the topic is not in the component's accessControl."""
+
+
+class AgentError(EdgeError):
+    """The agent answered with an error, or could not be reached."""
+
+
+class AgentUnavailableError(AgentError):
+    """Nothing answers on the agent socket (gRPC UNAVAILABLE)."""
+
+
+class AgentTimeoutError(AgentError):
+    """The call's deadline passed before the agent answered (gRPC DEADLINE_EXCEEDED)."""
+
+
+class ModelNotFoundError(AgentError):
+    """No model of that name is loaded in the agent (gRPC NOT_FOUND)."""
+
+
+class ModelAlreadyLoadedError(AgentError):
+    """A model of that name is already loaded (gRPC ALREADY_EXISTS)."""
+
+
+class InvalidRequestError(AgentError):
+    """The agent rejected the request's contents (gRPC INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...)."""
+
+
+class BackendError(EdgeError):
+    """A runtime backend failed to load or run a model."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend's Python package is not installed; the message names the extra to install."""
+
+
+class CaptureQueueFullError(EdgeError):
+    """The agent's capture queue is full; the capture was refused (gRPC RESOURCE_EXHAUSTED)."""
+
+
+class CaptureDisabledError(EdgeError):
+    """The agent was started without --capture-dir (gRPC FAILED_PRECONDITION)."""

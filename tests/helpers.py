@@ -1,0 +1,90 @@
+"""Test helpers: temp unix socket paths, tiny ONNX models, an agent subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
+IMAGES_DIR = ROOT / "artifacts" / "images"
+
+
+def short_socket_path(name: str = "agent.sock") -> Path:
+    """A socket path well under the 107-byte limit (pytest's tmp_path can be longer)."""
+    return Path(tempfile.mkdtemp(prefix="gg-", dir="/tmp")) / name
+
+
+def write_tiny_model(folder: Path, batch: int | str = 1) -> Path:
+    """A model with input `x` float32 [batch, 4] and output `y` = 2 * x + 1 (float32)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])
+    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["t"]), helper.make_node("Add", ["t", "one"], ["y"])],
+        "tiny",
+        [x],
+        [y],
+        initializer=[two, one],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(folder / "model.onnx"))
+    return folder
+
+
+def wait_for_socket(path: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no socket at {path} after {timeout} s")
+        time.sleep(0.05)
+
+
+@contextmanager
+def agent_process(socket: Path, models_root: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m agent` as a subprocess; yields once its socket exists; SIGTERM then SIGKILL at exit."""
+    proc = start_agent(socket, models_root, *extra)
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def start_agent(socket: Path, models_root: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--socket", str(socket), "--models-root", str(models_root), *extra],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for_socket(socket)
+    except TimeoutError:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+    return proc.returncode
