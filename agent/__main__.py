@@ -22,8 +22,9 @@ logger = logging.getLogger("agent")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m agent", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--socket", type=Path, default=Path(DEFAULT_SOCKET), help="unix socket to serve on")
     parser.add_argument("--models-root", type=Path, required=True, help="LoadModel urls must lie under it")
     parser.add_argument("--threads", type=int, default=2, help="runtime threads per model (default 2)")

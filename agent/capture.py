@@ -60,11 +60,18 @@ class CaptureWriter:
             raise InvalidRequestError(
                 f"capture_id {request.capture_id!r} is invalid: use a UUID (letters, digits, '-', '_', '.')"
             )
-        if not request.input_tensors and not request.output_tensors and not request.inputs and not request.outputs:
+        if (
+            not request.input_tensors
+            and not request.output_tensors
+            and not request.inputs
+            and not request.outputs
+        ):
             raise InvalidRequestError("CaptureData needs at least one tensor or auxiliary datum")
         with self._lock:
             if request.capture_id in self._status:
-                raise InvalidRequestError(f"capture_id {request.capture_id} was already used; send a new UUID")
+                raise InvalidRequestError(
+                    f"capture_id {request.capture_id} was already used; send a new UUID"
+                )
             self._set(request.capture_id, pb.IN_PROGRESS)
         try:
             self._queue.put_nowait(request)
@@ -136,8 +143,13 @@ def _write_tensor(folder: Path, role: str, index: int, tensor: pb.Tensor) -> dic
     if tensor.HasField("tensor_metadata"):
         info = TensorInfo.from_proto(tensor.tensor_metadata)
         np.save(folder / f"{name}.npy", from_bytes(tensor.byte_data, info), allow_pickle=False)
-        return {"role": role, "name": info.name, "dtype": str(info.dtype), "shape": list(info.shape),
-                "file": f"{name}.npy"}
+        return {
+            "role": role,
+            "name": info.name,
+            "dtype": str(info.dtype),
+            "shape": list(info.shape),
+            "file": f"{name}.npy",
+        }
     (folder / f"{name}.bin").write_bytes(tensor.byte_data)
     return {"role": role, "name": "", "dtype": None, "shape": None, "file": f"{name}.bin"}
 

@@ -60,7 +60,9 @@ class ModelRegistry:
         folder = self.resolve_folder(url)
         with self._lock:
             if name in self._models or name in self._loading:
-                raise ModelAlreadyLoadedError(f"a model named {name!r} is already loaded; UnLoadModel it first")
+                raise ModelAlreadyLoadedError(
+                    f"a model named {name!r} is already loaded; UnLoadModel it first"
+                )
             self._loading.add(name)
         try:
             backend = backends.detect(folder)

@@ -43,7 +43,9 @@ class AgentOptions:
 
     def __post_init__(self) -> None:
         if len(str(self.socket)) > MAX_SOCKET_PATH:
-            raise ConfigError(f"socket path {self.socket} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter one")
+            raise ConfigError(
+                f"socket path {self.socket} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter one"
+            )
         if not self.models_root.is_dir():
             raise ConfigError(f"models root {self.models_root} is not a folder; pass --models-root DIR")
         if not 1 <= self.threads <= 64:

@@ -104,7 +104,9 @@ def decode_inputs(model: LoadedModel, tensors: list[pb.Tensor]) -> dict[str, np.
                 info = by_name[name]
             dtype = numpy_dtype(meta.data_type)
             if dtype != info.dtype:
-                raise InvalidRequestError(f"input {info.name!r} must be {info.dtype}, the request sent {dtype}")
+                raise InvalidRequestError(
+                    f"input {info.name!r} must be {info.dtype}, the request sent {dtype}"
+                )
             shape = tuple(meta.shape)
             if not info.accepts_shape(shape):
                 raise InvalidRequestError(
@@ -112,7 +114,9 @@ def decode_inputs(model: LoadedModel, tensors: list[pb.Tensor]) -> dict[str, np.
                 )
             info = TensorInfo(name=info.name, dtype=dtype, shape=shape)
         elif any(d < 0 for d in info.shape):
-            raise InvalidRequestError(f"input {info.name!r} has dynamic dimensions: send tensor_metadata with a shape")
+            raise InvalidRequestError(
+                f"input {info.name!r} has dynamic dimensions: send tensor_metadata with a shape"
+            )
         if info.name in arrays:
             raise InvalidRequestError(f"input {info.name!r} was sent twice")
         arrays[info.name] = from_bytes(tensor.byte_data, info)
@@ -135,12 +139,16 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         return pb.LoadModelResponse(model=_model_proto(self.registry.load(request.url, request.name)))
 
     @_rpc
-    def UnLoadModel(self, request: pb.UnLoadModelRequest, context: grpc.ServicerContext) -> pb.UnLoadModelResponse:
+    def UnLoadModel(
+        self, request: pb.UnLoadModelRequest, context: grpc.ServicerContext
+    ) -> pb.UnLoadModelResponse:
         self.registry.unload(request.name)
         return pb.UnLoadModelResponse()
 
     @_rpc
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext) -> pb.ListModelsResponse:
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[_model_proto(m) for m in self.registry.all()])
 
     @_rpc
@@ -150,9 +158,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         return pb.DescribeModelResponse(model=_model_proto(self.registry.get(request.name)))
 
     @_rpc
-    def CaptureData(self, request: pb.CaptureDataRequest, context: grpc.ServicerContext) -> pb.CaptureDataResponse:
+    def CaptureData(
+        self, request: pb.CaptureDataRequest, context: grpc.ServicerContext
+    ) -> pb.CaptureDataResponse:
         if self.capture is None:
-            raise CaptureDisabledError("data capture is disabled on this agent; start it with --capture-dir DIR")
+            raise CaptureDisabledError(
+                "data capture is disabled on this agent; start it with --capture-dir DIR"
+            )
         self.capture.submit(request)
         return pb.CaptureDataResponse()
 

@@ -83,7 +83,9 @@ def socket_target(socket_path: str | Path) -> str:
 class AgentClient:
     """One channel to one agent. Thread-safe; use as a context manager or call close()."""
 
-    def __init__(self, socket_path: str | Path = DEFAULT_SOCKET, options: ClientOptions | None = None) -> None:
+    def __init__(
+        self, socket_path: str | Path = DEFAULT_SOCKET, options: ClientOptions | None = None
+    ) -> None:
         self.socket_path = Path(socket_path)
         self.options = options or ClientOptions()
         self._channel = grpc.insecure_channel(
@@ -122,7 +124,9 @@ class AgentClient:
 
     def load_model(self, url: str | Path, name: str) -> ModelInfo:
         """Loads the model folder `url` under `name`; ModelAlreadyLoadedError if the name is taken."""
-        reply = self._call(self._stub.LoadModel, pb.LoadModelRequest(url=str(url), name=name), f"LoadModel {name}")
+        reply = self._call(
+            self._stub.LoadModel, pb.LoadModelRequest(url=str(url), name=name), f"LoadModel {name}"
+        )
         return ModelInfo.from_proto(reply.model)
 
     def unload_model(self, name: str) -> None:
@@ -133,7 +137,9 @@ class AgentClient:
         return tuple(ModelInfo.from_proto(m) for m in reply.models)
 
     def describe_model(self, name: str) -> ModelInfo:
-        reply = self._call(self._stub.DescribeModel, pb.DescribeModelRequest(name=name), f"DescribeModel {name}")
+        reply = self._call(
+            self._stub.DescribeModel, pb.DescribeModelRequest(name=name), f"DescribeModel {name}"
+        )
         return ModelInfo.from_proto(reply.model)
 
     # -- inference ----------------------------------------------------------------------------------------
@@ -194,7 +200,11 @@ class AgentClient:
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
                 pause = self.options.backoff * 2**attempt
-                if code is grpc.StatusCode.UNAVAILABLE and attempt < self.options.retries and remaining > pause:
+                if (
+                    code is grpc.StatusCode.UNAVAILABLE
+                    and attempt < self.options.retries
+                    and remaining > pause
+                ):
                     logger.debug("%s: agent unavailable, retry %d in %.2f s", what, attempt + 1, pause)
                     time.sleep(pause)
                     attempt += 1
@@ -222,8 +232,12 @@ class AgentClient:
                 f"{what}: message too large for the agent or the client ({details}); "
                 f"send smaller tensors or raise the agent's --max-message-mb"
             )
-        if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED,
-                    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+        if code in (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.UNIMPLEMENTED,
+        ):
             return InvalidRequestError(f"{what}: {details}")
         return AgentError(f"{what}: agent error {code.name}: {details}")
 

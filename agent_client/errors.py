@@ -6,7 +6,7 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
 
     EdgeError
     +-- ConfigError            invalid configuration (recipe configuration, CLI flags, agent options)
-    +-- ManifestError          a model folder's manifest.json is missing, malformed or does not match the model
+    +-- ManifestError          a model folder's manifest.json is missing, malformed, or wrong for the model
     +-- FrameError             a frame could not be read or decoded (skipped, counted, never fatal)
     +-- SourceError            a frame source cannot be opened at all (missing folder, no images)
     +-- PublishError           a result could not be handed to the publisher (IPC or stdout); retried
@@ -16,7 +16,7 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
         +-- AgentTimeoutError       the call's deadline passed before the agent answered
         +-- ModelNotFoundError      no model of that name is loaded (LoadModel first)
         +-- ModelAlreadyLoadedError a model of that name is already loaded (UnLoadModel first)
-        +-- InvalidRequestError     the agent rejected the request (wrong tensor name/dtype/shape/size, bad path)
+        +-- InvalidRequestError     the agent rejected the request (bad tensor name/dtype/shape/size, path)
     +-- BackendError           a runtime backend failed to load or run a model (agent side)
         +-- BackendUnavailableError the backend's Python package is not installed (message names the extra)
     +-- CaptureQueueFullError  the agent's capture queue is full; the capture was not accepted (agent side)

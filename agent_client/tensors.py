@@ -47,8 +47,11 @@ class TensorInfo:
 
     @classmethod
     def from_proto(cls, meta: pb.TensorMetadata) -> TensorInfo:
-        return cls(name=meta.name.decode(errors="replace"), dtype=numpy_dtype(meta.data_type),
-                   shape=tuple(meta.shape))
+        return cls(
+            name=meta.name.decode(errors="replace"),
+            dtype=numpy_dtype(meta.data_type),
+            shape=tuple(meta.shape),
+        )
 
 
 def wire_type(dtype: np.dtype | type) -> int:
@@ -57,14 +60,18 @@ def wire_type(dtype: np.dtype | type) -> int:
         return WIRE_BY_DTYPE[np.dtype(dtype)]
     except KeyError:
         names = ", ".join(str(d) for d in WIRE_BY_DTYPE)
-        raise InvalidRequestError(f"dtype {np.dtype(dtype)} cannot be sent to the agent; use one of {names}") from None
+        raise InvalidRequestError(
+            f"dtype {np.dtype(dtype)} cannot be sent to the agent; use one of {names}"
+        ) from None
 
 
 def numpy_dtype(wire: int) -> np.dtype:
     try:
         return DTYPE_BY_WIRE[wire]
     except KeyError:
-        raise InvalidRequestError(f"unknown tensor data_type {wire}; expected 0..6 (UINT8..FLOAT64)") from None
+        raise InvalidRequestError(
+            f"unknown tensor data_type {wire}; expected 0..6 (UINT8..FLOAT64)"
+        ) from None
 
 
 def to_tensor(name: str, array: np.ndarray) -> pb.Tensor:

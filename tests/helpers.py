@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto, helper
+
+from agent_client import AgentClient
+from agent_client.errors import AgentUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
@@ -46,17 +48,15 @@ def write_tiny_model(folder: Path, batch: int | str = 1) -> Path:
     return folder
 
 
-def wait_for_socket(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no socket at {path} after {timeout} s")
-        time.sleep(0.05)
+def wait_for_agent(path: Path, timeout: float = 30.0) -> None:
+    """Returns once an agent answers on path (a file alone may be a stale socket)."""
+    with AgentClient(path) as client:
+        client.wait_until_ready(timeout)
 
 
 @contextmanager
 def agent_process(socket: Path, models_root: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m agent` as a subprocess; yields once its socket exists; SIGTERM then SIGKILL at exit."""
+    """`python -m agent` as a subprocess; yields once it answers; SIGTERM then SIGKILL at exit."""
     proc = start_agent(socket, models_root, *extra)
     try:
         yield proc
@@ -72,8 +72,8 @@ def start_agent(socket: Path, models_root: Path, *extra: str) -> subprocess.Pope
         env=env,
     )
     try:
-        wait_for_socket(socket)
-    except TimeoutError:
+        wait_for_agent(socket)
+    except AgentUnavailableError:
         stop_process(proc)
         raise
     return proc

@@ -44,7 +44,9 @@ def _info(arg: Any) -> TensorInfo:
     try:
         dtype = _ORT_TYPES[arg.type]
     except KeyError:
-        raise BackendError(f"model tensor {arg.name!r} has type {arg.type}, which the agent API cannot carry") from None
+        raise BackendError(
+            f"model tensor {arg.name!r} has type {arg.type}, which the agent API cannot carry"
+        ) from None
     shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
     return TensorInfo(name=arg.name, dtype=dtype, shape=shape)
 

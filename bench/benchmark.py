@@ -1,0 +1,142 @@
+"""Latency benchmark: bare ONNX Runtime vs. the component's per-frame pipeline through the agent.
+
+    .venv/bin/python bench/benchmark.py [--frames 200] [--threads 2]
+
+Prints (1) the median/p90 latency of ONNX Runtime alone on the bundled model with one preprocessed
+frame, (2) the component's per-frame latency split by stage (read+decode, preprocess, predict over gRPC on
+a unix socket to a real agent subprocess, postprocess), and (3) their ratio. The agent runs as its own
+process with the same thread count, as on a device. Numbers, not assertions: this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agent_client import AgentClient, ClientOptions
+from component.classify import RemoteModel
+from component.manifest import load_labels, load_manifest
+from component.pipeline import FramePipeline
+from component.preprocess import Preprocessor
+from component.sources import open_source
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MODEL = ROOT / "artifacts" / "models" / "efficientnet-lite0"
+IMAGES = ROOT / "artifacts" / "images"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def bare_onnxruntime(tensor: np.ndarray, threads: int, runs: int) -> list[float]:
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(MODEL / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: tensor}
+    for _ in range(20):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def component_pipeline(threads: int, frames: int) -> list:
+    manifest = load_manifest(MODEL)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
+    sock = workdir / "agent.sock"
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "--socket",
+            str(sock),
+            "--models-root",
+            str(MODEL.parent),
+            "--threads",
+            str(threads),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        with AgentClient(sock, ClientOptions(timeout=10)) as client:
+            client.wait_until_ready(30)
+            model = RemoteModel(client, manifest, manifest.name)
+            model.ensure_loaded()
+            pipeline = FramePipeline(
+                Preprocessor(manifest.preprocess, manifest.input.shape), model, load_labels(manifest), 5, 0.3
+            )
+            source = open_source(IMAGES)
+            for _ in range(20):
+                frame = source.next_frame()
+                assert frame is not None
+                pipeline.classify(frame)
+            latencies = []
+            for _ in range(frames):
+                frame = source.next_frame()
+                assert frame is not None
+                latencies.append(pipeline.classify(frame).latency)
+            return latencies
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    manifest = load_manifest(MODEL)
+    frame = open_source(IMAGES).next_frame()
+    assert frame is not None
+    tensor = Preprocessor(manifest.preprocess, manifest.input.shape)(frame.image)
+
+    bare = bare_onnxruntime(tensor, args.threads, args.frames)
+    stages = component_pipeline(args.threads, args.frames)
+    columns = {
+        "read+decode": [s.read for s in stages],
+        "preprocess": [s.preprocess for s in stages],
+        "predict (gRPC+runtime)": [s.predict for s in stages],
+        "postprocess": [s.postprocess for s in stages],
+        "total per frame": [s.total for s in stages],
+    }
+    print(
+        f"model {manifest.name} {manifest.version}, {args.threads} runtime thread(s), {args.frames} frames, "
+        f"{os.cpu_count()} CPU(s)"
+    )
+    print(f"{'stage':<26}{'median ms':>10}{'p90 ms':>10}")
+    print(f"{'bare ONNX Runtime':<26}{statistics.median(bare):>10.2f}{percentile(bare, 90):>10.2f}")
+    for name, values in columns.items():
+        print(f"{name:<26}{statistics.median(values):>10.2f}{percentile(values, 90):>10.2f}")
+    bare_median = statistics.median(bare)
+    for name in ("predict (gRPC+runtime)", "total per frame"):
+        print(f"ratio {name} / bare ONNX Runtime: {statistics.median(columns[name]) / bare_median:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

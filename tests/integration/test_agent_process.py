@@ -1,0 +1,74 @@
+"""The agent as a process: graceful SIGTERM, its socket file, a second agent on the same socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_client import AgentClient, ClientOptions
+
+from ..helpers import ROOT, agent_process, short_socket_path, stop_process
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigterm_stops_gracefully_and_removes_the_socket(models_root: Path) -> None:
+    sock = short_socket_path()
+    with agent_process(sock, models_root, "--load", "tiny=tiny") as proc:
+        with AgentClient(sock, ClientOptions(timeout=5)) as client:
+            assert [m.name for m in client.list_models()] == ["tiny"]
+        assert stop_process(proc, signal.SIGTERM) == 0
+    assert not sock.exists()
+
+
+def test_a_second_agent_on_a_live_socket_refuses_to_start(models_root: Path) -> None:
+    sock = short_socket_path()
+    with agent_process(sock, models_root):
+        second = subprocess.run(
+            [sys.executable, "-m", "agent", "--socket", str(sock), "--models-root", str(models_root)],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert "another process is serving" in second.stderr
+        with AgentClient(sock, ClientOptions(timeout=5)) as client:
+            assert client.list_models() == ()  # the first agent still serves
+
+
+def test_a_stale_socket_file_left_by_a_dead_agent_is_replaced(models_root: Path) -> None:
+    sock = short_socket_path()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(sock))
+    dead.close()  # the file stays, nothing listens: what a SIGKILLed agent leaves behind
+    with agent_process(sock, models_root), AgentClient(sock, ClientOptions(timeout=5)) as client:
+        assert client.list_models() == ()
+
+
+def test_bad_options_exit_with_a_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "--socket",
+            str(short_socket_path()),
+            "--models-root",
+            str(tmp_path / "no"),
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "is not a folder; pass --models-root" in result.stderr
