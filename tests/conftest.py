@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,7 +10,15 @@ import pytest
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
 
-from .helpers import short_socket_path, write_tiny_model
+from .helpers import write_tiny_model
+
+
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    """A unix socket path in a fresh folder under /tmp, short enough for the 107-byte limit; removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="gg-", dir="/tmp"))
+    yield folder / "agent.sock"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -20,10 +30,14 @@ def models_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def agent(models_root: Path, tmp_path: Path) -> Iterator[AgentServer]:
+def agent(models_root: Path, tmp_path: Path, socket_path: Path) -> Iterator[AgentServer]:
     """A real agent serving gRPC on a temp unix socket, in this process."""
-    options = AgentOptions(socket=short_socket_path(), models_root=models_root, capture_dir=tmp_path / "capture",
-                           max_message_bytes=4 * 1024 * 1024)
+    options = AgentOptions(
+        socket=socket_path,
+        models_root=models_root,
+        capture_dir=tmp_path / "capture",
+        max_message_bytes=4 * 1024 * 1024,
+    )
     server = AgentServer(options)
     server.start()
     yield server

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +19,6 @@ from agent_client.errors import AgentUnavailableError
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
 IMAGES_DIR = ROOT / "artifacts" / "images"
-
-
-def short_socket_path(name: str = "agent.sock") -> Path:
-    """A socket path well under the 107-byte limit (pytest's tmp_path can be longer)."""
-    return Path(tempfile.mkdtemp(prefix="gg-", dir="/tmp")) / name
 
 
 def write_tiny_model(folder: Path, batch: int | str = 1) -> Path:

@@ -14,9 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent.server import AgentServer
-from agent_client import AgentClient, CaptureStatus, ClientOptions
+from agent_client import AgentClient, CaptureStatus, ClientOptions, agent_pb2_grpc
 from agent_client import agent_pb2 as pb
-from agent_client import agent_pb2_grpc
 from agent_client.client import socket_target
 from agent_client.errors import (
     AgentError,
@@ -25,8 +24,6 @@ from agent_client.errors import (
     ModelAlreadyLoadedError,
     ModelNotFoundError,
 )
-
-from ..helpers import short_socket_path
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +68,9 @@ def test_invalid_model_names_are_rejected(client: AgentClient, models_root: Path
         client.load_model(models_root / "tiny", name)
 
 
-def test_paths_outside_the_models_root_are_rejected(client: AgentClient, models_root: Path, tmp_path: Path) -> None:
+def test_paths_outside_the_models_root_are_rejected(
+    client: AgentClient, models_root: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     for url in (str(outside), "../elsewhere", "tiny/../../elsewhere"):
@@ -83,7 +82,9 @@ def test_paths_outside_the_models_root_are_rejected(client: AgentClient, models_
         client.load_model("link", "m")
 
 
-def test_missing_folder_and_unrecognised_folder_say_what_is_wrong(client: AgentClient, models_root: Path) -> None:
+def test_missing_folder_and_unrecognised_folder_say_what_is_wrong(
+    client: AgentClient, models_root: Path
+) -> None:
     with pytest.raises(InvalidRequestError, match="does not exist"):
         client.load_model("nope", "m")
     (models_root / "empty").mkdir()
@@ -92,8 +93,11 @@ def test_missing_folder_and_unrecognised_folder_say_what_is_wrong(client: AgentC
 
 
 def test_unknown_model_is_not_found_on_every_call(client: AgentClient) -> None:
-    for call in (lambda: client.describe_model("ghost"), lambda: client.unload_model("ghost"),
-                 lambda: client.predict("ghost", {"x": np.zeros((1, 4), np.float32)})):
+    for call in (
+        lambda: client.describe_model("ghost"),
+        lambda: client.unload_model("ghost"),
+        lambda: client.predict("ghost", {"x": np.zeros((1, 4), np.float32)}),
+    ):
         with pytest.raises(ModelNotFoundError, match="ghost"):
             call()
 
@@ -127,14 +131,17 @@ def test_byte_length_must_match_the_shape(agent: AgentServer, client: AgentClien
     channel, stub = _raw_stub(agent)
     meta = pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32, shape=[1, 4])
     with channel, pytest.raises(grpc.RpcError) as err:
-        stub.Predict(pb.PredictRequest(name="tiny", tensors=[pb.Tensor(tensor_metadata=meta, byte_data=b"\0" * 15)]),
-                     timeout=5)
+        stub.Predict(
+            pb.PredictRequest(name="tiny", tensors=[pb.Tensor(tensor_metadata=meta, byte_data=b"\0" * 15)]),
+            timeout=5,
+        )
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert "15 bytes do not fit shape [1, 4]" in err.value.details()
 
 
-def test_tensor_without_metadata_uses_the_models_input(agent: AgentServer, client: AgentClient,
-                                                       models_root: Path) -> None:
+def test_tensor_without_metadata_uses_the_models_input(
+    agent: AgentServer, client: AgentClient, models_root: Path
+) -> None:
     """As the original agent: metadata is optional in a request; outputs come back with metadata."""
     client.load_model(models_root / "tiny", "tiny")
     channel, stub = _raw_stub(agent)
@@ -146,8 +153,9 @@ def test_tensor_without_metadata_uses_the_models_input(agent: AgentServer, clien
     np.testing.assert_array_equal(np.frombuffer(out.byte_data, np.float32), [1, 3, 5, 7])
 
 
-def test_shared_memory_tensors_are_refused_clearly(agent: AgentServer, client: AgentClient,
-                                                   models_root: Path) -> None:
+def test_shared_memory_tensors_are_refused_clearly(
+    agent: AgentServer, client: AgentClient, models_root: Path
+) -> None:
     client.load_model(models_root / "tiny", "tiny")
     channel, stub = _raw_stub(agent)
     tensor = pb.Tensor(shared_memory_handle=pb.SharedMemoryHandle(size=16, offset=0, segment_id=1))
@@ -178,7 +186,9 @@ def test_capture_data_is_written_to_disk_with_a_sidecar(client: AgentClient, age
     sidecar = json.loads((folder / "capture.json").read_text())
     assert sidecar["inference_timestamp"] == {"seconds": 1700000000, "nanos": 250000000}
     assert [(t["role"], t["name"], t["shape"]) for t in sidecar["tensors"]] == [
-        ("input", "x", [1, 4]), ("output", "y", [1, 4])]
+        ("input", "x", [1, 4]),
+        ("output", "y", [1, 4]),
+    ]
     np.testing.assert_array_equal(np.load(folder / "input-0.npy"), x)
     np.testing.assert_array_equal(np.load(folder / "output-0.npy"), 2 * x + 1)
 
@@ -203,9 +213,9 @@ def test_socket_is_owner_only_and_health_says_serving(agent: AgentServer) -> Non
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_nothing_listening_is_unavailable_within_the_deadline() -> None:
-    socket = short_socket_path()
-    with AgentClient(socket, ClientOptions(timeout=1.0, retries=2, backoff=0.05)) as c:
+def test_nothing_listening_is_unavailable_within_the_deadline(socket_path: Path) -> None:
+
+    with AgentClient(socket_path, ClientOptions(timeout=1.0, retries=2, backoff=0.05)) as c:
         started = time.monotonic()
         with pytest.raises(AgentUnavailableError, match="is the agent running"):
             c.list_models()

@@ -13,25 +13,25 @@ import pytest
 
 from agent_client import AgentClient, ClientOptions
 
-from ..helpers import ROOT, agent_process, short_socket_path, stop_process
+from ..helpers import ROOT, agent_process, stop_process
 
 pytestmark = pytest.mark.integration
 
 
-def test_sigterm_stops_gracefully_and_removes_the_socket(models_root: Path) -> None:
-    sock = short_socket_path()
-    with agent_process(sock, models_root, "--load", "tiny=tiny") as proc:
-        with AgentClient(sock, ClientOptions(timeout=5)) as client:
+def test_sigterm_stops_gracefully_and_removes_the_socket(socket_path: Path, models_root: Path) -> None:
+
+    with agent_process(socket_path, models_root, "--load", "tiny=tiny") as proc:
+        with AgentClient(socket_path, ClientOptions(timeout=5)) as client:
             assert [m.name for m in client.list_models()] == ["tiny"]
         assert stop_process(proc, signal.SIGTERM) == 0
-    assert not sock.exists()
+    assert not socket_path.exists()
 
 
-def test_a_second_agent_on_a_live_socket_refuses_to_start(models_root: Path) -> None:
-    sock = short_socket_path()
-    with agent_process(sock, models_root):
+def test_a_second_agent_on_a_live_socket_refuses_to_start(socket_path: Path, models_root: Path) -> None:
+
+    with agent_process(socket_path, models_root):
         second = subprocess.run(
-            [sys.executable, "-m", "agent", "--socket", str(sock), "--models-root", str(models_root)],
+            [sys.executable, "-m", "agent", "--socket", str(socket_path), "--models-root", str(models_root)],
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
             capture_output=True,
@@ -40,27 +40,30 @@ def test_a_second_agent_on_a_live_socket_refuses_to_start(models_root: Path) -> 
         )
         assert second.returncode == 2
         assert "another process is serving" in second.stderr
-        with AgentClient(sock, ClientOptions(timeout=5)) as client:
+        with AgentClient(socket_path, ClientOptions(timeout=5)) as client:
             assert client.list_models() == ()  # the first agent still serves
 
 
-def test_a_stale_socket_file_left_by_a_dead_agent_is_replaced(models_root: Path) -> None:
-    sock = short_socket_path()
+def test_a_stale_socket_file_left_by_a_dead_agent_is_replaced(socket_path: Path, models_root: Path) -> None:
+
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dead.bind(str(sock))
+    dead.bind(str(socket_path))
     dead.close()  # the file stays, nothing listens: what a SIGKILLed agent leaves behind
-    with agent_process(sock, models_root), AgentClient(sock, ClientOptions(timeout=5)) as client:
+    with (
+        agent_process(socket_path, models_root),
+        AgentClient(socket_path, ClientOptions(timeout=5)) as client,
+    ):
         assert client.list_models() == ()
 
 
-def test_bad_options_exit_with_a_message(tmp_path: Path) -> None:
+def test_bad_options_exit_with_a_message(socket_path: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "agent",
             "--socket",
-            str(short_socket_path()),
+            str(socket_path),
             "--models-root",
             str(tmp_path / "no"),
         ],
