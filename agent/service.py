@@ -173,7 +173,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self, request: pb.GetCaptureDataStatusRequest, context: grpc.ServicerContext
     ) -> pb.GetCaptureDataStatusResponse:
         status = pb.NOT_FOUND if self.capture is None else self.capture.status(request.capture_id)
-        return pb.GetCaptureDataStatusResponse(status=status)
+        return pb.GetCaptureDataStatusResponse(status=pb.CaptureDataStatus.Name(status))
 
 
 def _output_tensor(index: int, array: np.ndarray, model: LoadedModel) -> pb.Tensor:

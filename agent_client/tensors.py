@@ -42,7 +42,7 @@ class TensorInfo:
 
     def to_proto(self) -> pb.TensorMetadata:
         return pb.TensorMetadata(
-            name=self.name.encode(), data_type=wire_type(self.dtype), shape=list(self.shape)
+            name=self.name.encode(), data_type=pb.DataType.Name(wire_type(self.dtype)), shape=list(self.shape)
         )
 
     @classmethod

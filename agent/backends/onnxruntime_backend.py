@@ -16,7 +16,7 @@ from agent_client.tensors import TensorInfo
 logger = logging.getLogger(__name__)
 
 # ONNX Runtime's element type strings -> numpy dtypes the agent API can carry.
-_ORT_TYPES = {
+_ORT_TYPES: dict[str, np.dtype] = {
     "tensor(uint8)": np.dtype(np.uint8),
     "tensor(int16)": np.dtype(np.int16),
     "tensor(int32)": np.dtype(np.int32),
