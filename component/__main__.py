@@ -1,0 +1,104 @@
+"""`python -m component`: classify frames through the agent and publish the top-k results.
+
+Under Greengrass (SVCUID set), the component configuration read over IPC overrides these flags key by
+key; elsewhere the flags are all there is, and results go to stdout as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent_client.errors import EdgeError
+
+from .config import ComponentConfig, build_config
+from .manifest import load_manifest, verify_sha256
+from .publishers import under_greengrass
+
+logger = logging.getLogger("component")
+
+# flag -> config field; help texts come from the config model's field descriptions.
+FLAGS: dict[str, tuple[str, type]] = {
+    "--image-directory": ("image_directory", Path),
+    "--image-name": ("image_name", str),
+    "--interval": ("inference_interval", float),
+    "--topic": ("topic", str),
+    "--model-path": ("model_path", Path),
+    "--model-name": ("model_name", str),
+    "--agent-socket": ("agent_socket", Path),
+    "--top-k": ("top_k", int),
+    "--threshold": ("score_threshold", float),
+    "--rpc-timeout": ("rpc_timeout", float),
+    "--max-frames": ("max_frames", int),
+    "--log-level": ("log_level", str),
+    "--publisher": ("publisher", str),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m component", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    fields = ComponentConfig.model_fields
+    for flag, (name, kind) in FLAGS.items():
+        field = fields[name]
+        parser.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{field.description} [{field.alias}; default {field.default}]",
+        )
+    parser.add_argument(
+        "--validate-config",
+        action="store_true",
+        help="check the configuration and the model manifest, then exit",
+    )
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> ComponentConfig:
+    cli: dict[str, Any] = {name: getattr(args, name) for name, _ in FLAGS.values()}
+    greengrass: dict[str, Any] = {}
+    if under_greengrass():
+        from .greengrass import read_configuration
+
+        greengrass = read_configuration()
+    return build_config(cli, greengrass)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level or "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args)
+        logging.getLogger().setLevel(config.log_level)
+        if args.validate_config:
+            verify_sha256(load_manifest(config.model_path))
+            print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
+            return 0
+        from .app import InferenceApp
+
+        app = InferenceApp(config)
+        signal.signal(signal.SIGTERM, lambda *_: app.stop())
+        signal.signal(signal.SIGINT, lambda *_: app.stop())
+        try:
+            app.start()
+        finally:
+            app.close()
+    except EdgeError as exc:
+        logger.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

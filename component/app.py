@@ -1,0 +1,246 @@
+"""The inference component's wiring and run loop.
+
+Policies, in one place:
+- The agent down at start, or gone mid-run: wait with capped exponential backoff and keep the frame in
+  hand; an agent that forgot the model (restart) gets it loaded again. An agent outage never turns into
+  an empty result: nothing is published for a frame until the agent has classified it.
+- A frame that cannot be read or preprocessed: warn, count, go on with the next one.
+- A result the publisher does not accept: kept in a bounded outbox (oldest dropped and counted when
+  full) and sent again before the next result; a topic the core denies is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from agent_client import AgentClient, ClientOptions
+from agent_client.errors import (
+    AgentError,
+    AgentTimeoutError,
+    AgentUnavailableError,
+    FrameError,
+    PublishDeniedError,
+    PublishError,
+)
+
+from .classify import RemoteModel
+from .config import ComponentConfig
+from .frames import Classification, Frame
+from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
+from .pipeline import FramePipeline
+from .preprocess import Preprocessor
+from .publishers import Publisher, open_publisher
+from .results import ModelIdentity, to_payload
+from .sources import FrameSource, open_source
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_SIZE = 256
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    classified: int = 0
+    bad_frames: int = 0
+    failed_frames: int = 0
+    agent_outages: int = 0
+    published: int = 0
+    publish_failures: int = 0
+    dropped_results: int = 0
+
+
+class Backoff:
+    """Capped exponential delays: first, 2*first, ... up to cap; reset() after a success."""
+
+    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
+        self.first, self.cap, self._next = first, cap, first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+class InferenceApp:
+    def __init__(self, config: ComponentConfig, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.stop_event = stop or threading.Event()
+        self.counters = Counters()
+        self.manifest: ModelManifest
+        self.client: AgentClient
+        self.model: RemoteModel
+        self.pipeline: FramePipeline
+        self.identity: ModelIdentity
+        self.labels: tuple[str, ...]
+        self.source: FrameSource
+        self.publisher: Publisher
+        self._outbox: deque[tuple[str, dict[str, Any]]] = deque()
+        self._backoff = Backoff()
+
+    def start(self) -> None:
+        """Runs until stopped, the source is exhausted, or MaxFrames frames were handled."""
+        self._read_model_manifest()
+        self._connect_agent()
+        self._load_model()
+        self._build_pipeline()
+        self._open_source()
+        self._open_publisher()
+        self.run()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def close(self) -> None:
+        """Tears down in reverse order; flushes what the outbox still holds."""
+        if hasattr(self, "publisher"):
+            self._flush_outbox()
+            self.publisher.close()
+        if hasattr(self, "source"):
+            self.source.close()
+        if hasattr(self, "client"):
+            self.client.close()
+        logger.info("stopped: %s", self.counters)
+
+    # -- start-up steps ---------------------------------------------------------------------------------
+
+    def _read_model_manifest(self) -> None:
+        self.manifest = load_manifest(self.config.model_path)
+        verify_sha256(self.manifest)
+        self.labels = load_labels(self.manifest)
+
+    def _connect_agent(self) -> None:
+        options = ClientOptions(timeout=self.config.rpc_timeout)
+        self.client = AgentClient(self.config.agent_socket, options)
+        while not self.stop_event.is_set():
+            try:
+                self.client.wait_until_ready(timeout=self._backoff.next())
+                break
+            except AgentUnavailableError:
+                logger.info("waiting for the agent on %s", self.config.agent_socket)
+        self._backoff.reset()
+
+    def _load_model(self) -> None:
+        name = self.config.model_name or self.manifest.name
+        self.model = RemoteModel(self.client, self.manifest, name)
+        while not self.stop_event.is_set():
+            try:
+                self.model.ensure_loaded()
+                break
+            except (AgentUnavailableError, AgentTimeoutError) as exc:
+                logger.warning("cannot load the model yet: %s", exc)
+                self.stop_event.wait(self._backoff.next())
+        self._backoff.reset()
+
+    def _build_pipeline(self) -> None:
+        self.pipeline = FramePipeline(
+            Preprocessor(self.manifest.preprocess, self.manifest.input.shape),
+            self.model,
+            self.labels,
+            self.config.top_k,
+            self.config.score_threshold,
+        )
+        self.identity = ModelIdentity(self.model.name, self.manifest.version, self.manifest.sha256)
+
+    def _open_source(self) -> None:
+        self.source = open_source(self.config.source_path)
+
+    def _open_publisher(self) -> None:
+        self.publisher = open_publisher(self.config.publisher)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The loop over frames; needs pipeline, source, publisher and identity in place."""
+        due = time.monotonic()
+        limit = self.config.max_frames
+        while not self.stop_event.is_set() and not (limit and self.counters.frames >= limit):
+            if self.stop_event.wait(max(0.0, due - time.monotonic())):
+                break
+            due = time.monotonic() + self.config.inference_interval
+            frame = self._next_frame()
+            if frame is None:
+                continue
+            result = self._classify(frame)
+            if result is not None:
+                self._publish(
+                    to_payload(result, self.identity, self.config.top_k, self.config.score_threshold)
+                )
+
+    def _next_frame(self) -> Frame | None:
+        try:
+            frame = self.source.next_frame()
+        except FrameError as exc:
+            self.counters.frames += 1
+            self.counters.bad_frames += 1
+            logger.warning("skipping a frame: %s", exc)
+            return None
+        if frame is None:
+            logger.info("the source has no more frames")
+            self.stop_event.set()
+            return None
+        self.counters.frames += 1
+        return frame
+
+    def _classify(self, frame: Frame) -> Classification | None:
+        """Classifies frame, waiting out agent outages; None if it cannot be classified or we stop."""
+        outage_started: float | None = None
+        while not self.stop_event.is_set():
+            try:
+                result = self.pipeline.classify(frame)
+            except FrameError as exc:
+                self.counters.bad_frames += 1
+                logger.warning("skipping frame %d: %s", frame.frame_id, exc)
+                return None
+            except (AgentUnavailableError, AgentTimeoutError) as exc:
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                    self.counters.agent_outages += 1
+                    logger.warning(
+                        "agent unreachable, holding frame %d and retrying: %s", frame.frame_id, exc
+                    )
+                self.stop_event.wait(self._backoff.next())
+                continue
+            except AgentError as exc:
+                self.counters.failed_frames += 1
+                logger.error("the agent could not classify frame %d: %s", frame.frame_id, exc)
+                return None
+            if outage_started is not None:
+                logger.info("agent back after %.1f s", time.monotonic() - outage_started)
+            self._backoff.reset()
+            self.counters.classified += 1
+            return result
+        return None
+
+    def _publish(self, payload: dict[str, Any]) -> None:
+        if len(self._outbox) >= OUTBOX_SIZE:
+            self._outbox.popleft()
+            self.counters.dropped_results += 1
+            logger.warning("outbox full: dropped the oldest unpublished result")
+        self._outbox.append((self.config.topic, payload))
+        self._flush_outbox()
+
+    def _flush_outbox(self) -> None:
+        while self._outbox:
+            topic, payload = self._outbox[0]
+            try:
+                self.publisher.publish(topic, payload)
+            except PublishDeniedError as exc:
+                self._outbox.popleft()
+                self.counters.publish_failures += 1
+                self.counters.dropped_results += 1
+                logger.error("%s", exc)
+                continue
+            except PublishError as exc:
+                self.counters.publish_failures += 1
+                logger.warning("publish failed, %d result(s) kept for retry: %s", len(self._outbox), exc)
+                return
+            self._outbox.popleft()
+            self.counters.published += 1

@@ -1,0 +1,50 @@
+"""What crosses the pipeline's stages: one shape each, frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame. frame_id counts up from 1 per source; timestamp is wall-clock seconds at capture."""
+
+    frame_id: int
+    timestamp: float
+    source: str
+    image: Image.Image = field(repr=False, compare=False)
+    read_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    class_id: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class StageLatency:
+    """Milliseconds spent in each stage for one frame."""
+
+    read: float
+    preprocess: float
+    predict: float
+    postprocess: float
+
+    @property
+    def total(self) -> float:
+        return self.read + self.preprocess + self.predict + self.postprocess
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The outcome of one frame: top-k predictions at or above the threshold, best first."""
+
+    frame_id: int
+    timestamp: float
+    source: str
+    predictions: tuple[Prediction, ...]
+    latency: StageLatency

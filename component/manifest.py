@@ -1,0 +1,240 @@
+"""The model folder's manifest.json: what the model takes, how to preprocess for it, what it returns.
+
+Schema (version 1); every key is required, unknown keys are rejected:
+
+    {"schema_version": 1, "name": str, "version": str, "format": "onnx" | "neo", "file": str, "sha256": hex,
+     "input": {"name": str, "dtype": "float32"|..., "shape": [int], "layout": "NCHW"|"NHWC",
+               "color_order": "RGB"|"BGR"},
+     "preprocess": {"resize_shorter": int, "crop": [h, w], "resample": "nearest"|"bilinear"|"bicubic",
+                    "mean": [r, g, b], "std": [r, g, b]},          # on 0..255 values: (x - mean) / std
+     "output": {"name": str, "kind": "logits"|"probabilities", "classes": int},
+     "labels": "labels.txt",                                       # one name per line, in output order
+     "provenance": {...}}                                          # free-form, for people
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent_client.errors import ManifestError
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+DTYPES = ("uint8", "int16", "int32", "int64", "float16", "float32", "float64")
+_KEYS = {
+    "schema_version",
+    "name",
+    "version",
+    "format",
+    "file",
+    "sha256",
+    "input",
+    "preprocess",
+    "output",
+    "labels",
+    "provenance",
+}
+_INPUT_KEYS = {"name", "dtype", "shape", "layout", "color_order"}
+_PREPROCESS_KEYS = {"resize_shorter", "crop", "resample", "mean", "std"}
+_OUTPUT_KEYS = {"name", "kind", "classes"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """Resize the shorter side to resize_shorter, centre-crop to crop (h, w), (x - mean) / std per channel
+    on 0..255 values in color_order, then arrange as layout with a batch dimension, as dtype."""
+
+    resize_shorter: int
+    crop: tuple[int, int]
+    resample: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layout: str
+    color_order: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    folder: Path
+    name: str
+    version: str
+    format: str
+    file: str
+    sha256: str
+    input: TensorSpec
+    output_name: str
+    output_kind: str
+    num_classes: int
+    labels_file: str
+    preprocess: PreprocessSpec
+
+    @property
+    def model_path(self) -> Path:
+        return self.folder / self.file
+
+
+class _Reader:
+    """Typed access to one JSON object, with errors that name the file and the key."""
+
+    def __init__(self, path: Path, data: Any, where: str, keys: set[str]) -> None:
+        self.path, self.where = path, where
+        if not isinstance(data, dict):
+            self.fail(where or "manifest", "must be a JSON object")
+        unknown, missing = set(data) - keys, keys - set(data)
+        if unknown:
+            self.fail(where or "manifest", f"unknown key(s) {sorted(unknown)}; allowed: {sorted(keys)}")
+        if missing:
+            self.fail(where or "manifest", f"missing key(s) {sorted(missing)}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, key: str, problem: str) -> None:
+        raise ManifestError(
+            f"{self.path}: {key}: {problem}; fix the manifest or re-run `python -m modelprep export`"
+        )
+
+    def key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def text(self, key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = self.data[key]
+        if not isinstance(value, str) or not value:
+            self.fail(self.key(key), f"must be a non-empty string, got {value!r}")
+        if choices and value not in choices:
+            self.fail(self.key(key), f"must be one of {', '.join(choices)}, got {value!r}")
+        return str(value)
+
+    def integers(self, key: str, length: int | None = None) -> tuple[int, ...]:
+        value = self.data[key]
+        if (
+            not isinstance(value, list)
+            or not value
+            or (length and len(value) != length)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        ):
+            self.fail(self.key(key), f"must be a list of {length or 'some'} positive integers, got {value!r}")
+        return tuple(value)
+
+    def triple(self, key: str, positive: bool = False) -> tuple[float, float, float]:
+        value = self.data[key]
+        if (
+            not isinstance(value, list)
+            or len(value) != 3
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            or (positive and not all(v > 0 for v in value))
+        ):
+            self.fail(
+                self.key(key), f"must be a list of 3 {'positive ' if positive else ''}numbers, got {value!r}"
+            )
+        return (float(value[0]), float(value[1]), float(value[2]))
+
+    def integer(self, key: str) -> int:
+        value = self.data[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            self.fail(self.key(key), f"must be a positive integer, got {value!r}")
+        return int(value)
+
+    def child(self, key: str, keys: set[str]) -> _Reader:
+        return _Reader(self.path, self.data[key], self.key(key), keys)
+
+
+def load_manifest(folder: Path) -> ModelManifest:
+    """Reads and validates folder/manifest.json; ManifestError says which key is wrong and how."""
+    path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(
+            f"{path} does not exist; ModelPath must be a model folder with a manifest.json"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path} cannot be read as JSON: {exc}") from exc
+    top = _Reader(path, data, "", _KEYS)
+    if data["schema_version"] != SCHEMA_VERSION:
+        top.fail("schema_version", f"must be {SCHEMA_VERSION}, got {data['schema_version']!r}")
+    sha256 = top.text("sha256")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        top.fail("sha256", "must be 64 lower-case hex digits")
+    for key in ("file", "labels"):
+        if Path(top.text(key)).name != data[key]:
+            top.fail(key, "must be a file name inside the model folder, not a path")
+    inp = top.child("input", _INPUT_KEYS)
+    pre = top.child("preprocess", _PREPROCESS_KEYS)
+    out = top.child("output", _OUTPUT_KEYS)
+    shape = inp.integers("shape", 4)
+    layout = inp.text("layout", ("NCHW", "NHWC"))
+    crop = pre.integers("crop", 2)
+    spatial = shape[2:] if layout == "NCHW" else shape[1:3]
+    channels = shape[1] if layout == "NCHW" else shape[3]
+    if tuple(spatial) != crop or channels != 3:
+        inp.fail("input.shape", f"{list(shape)} does not fit a {layout} RGB image cropped to {list(crop)}")
+    resize_shorter = pre.integer("resize_shorter")
+    if resize_shorter < max(crop):
+        pre.fail("preprocess.resize_shorter", f"{resize_shorter} is smaller than the crop {list(crop)}")
+    dtype = inp.text("dtype", DTYPES)
+    return ModelManifest(
+        folder=folder.resolve(),
+        name=top.text("name"),
+        version=top.text("version"),
+        format=top.text("format", ("onnx", "neo")),
+        file=data["file"],
+        sha256=sha256,
+        input=TensorSpec(name=inp.text("name"), dtype=dtype, shape=shape),
+        output_name=out.text("name"),
+        output_kind=out.text("kind", ("logits", "probabilities")),
+        num_classes=out.integer("classes"),
+        labels_file=data["labels"],
+        preprocess=PreprocessSpec(
+            resize_shorter=resize_shorter,
+            crop=(crop[0], crop[1]),
+            resample=pre.text("resample", ("nearest", "bilinear", "bicubic")),
+            mean=pre.triple("mean"),
+            std=pre.triple("std", positive=True),
+            layout=layout,
+            color_order=inp.text("color_order", ("RGB", "BGR")),
+            dtype=dtype,
+        ),
+    )
+
+
+def load_labels(manifest: ModelManifest) -> tuple[str, ...]:
+    """The class names, one per line of the labels file; their count must equal output.classes."""
+    path = manifest.folder / manifest.labels_file
+    try:
+        labels = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except OSError as exc:
+        raise ManifestError(f"cannot read the labels file {path}: {exc}") from exc
+    if len(labels) != manifest.num_classes:
+        raise ManifestError(
+            f"{path} has {len(labels)} labels but the model has {manifest.num_classes} classes; "
+            f"use the labels file made for this model"
+        )
+    return labels
+
+
+def verify_sha256(manifest: ModelManifest) -> None:
+    """Hashes the model file and compares it with the manifest (a half-copied or swapped model fails here)."""
+    digest = hashlib.sha256()
+    try:
+        with manifest.model_path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ManifestError(f"cannot read the model file {manifest.model_path}: {exc}") from exc
+    if digest.hexdigest() != manifest.sha256:
+        raise ManifestError(
+            f"{manifest.model_path} has SHA-256 {digest.hexdigest()}, the manifest says {manifest.sha256}; "
+            f"the model file is damaged or does not belong to this manifest: redeploy the model"
+        )

@@ -1,0 +1,230 @@
+"""The inference component against the real agent (both as processes) with the bundled model and images."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..helpers import IMAGES_DIR, MODEL_DIR, ROOT, agent_process, start_agent, stop_process
+
+pytestmark = pytest.mark.integration
+
+CAT_LABELS = ("tabby", "tiger cat", "egyptian cat")
+
+
+class Component:
+    """`python -m component` with the stdout publisher; results are read line by line as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "component",
+                "--publisher",
+                "stdout",
+                "--model-path",
+                str(MODEL_DIR),
+                *args,
+            ],
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.results: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.results.put(json.loads(line))
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr.extend(self.proc.stderr)
+
+    def take(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        taken = []
+        while len(taken) < count:
+            try:
+                taken.append(self.results.get(timeout=max(0.01, deadline - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{len(taken)} of {count} results in {timeout} s; stderr:\n{self.log}"
+                ) from None
+        return taken
+
+    @property
+    def log(self) -> str:
+        return "".join(self.stderr)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout)
+        for reader in self._readers:  # the pipes end with the process; readers finish draining them
+            reader.join(10)
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+@contextmanager
+def component(*args: str) -> Iterator[Component]:
+    comp = Component(*args)
+    try:
+        yield comp
+    finally:
+        comp.close()
+
+
+def top1(result: dict[str, Any]) -> str:
+    return str(result["payload"]["inference-results"][0]["Label"]).lower()
+
+
+def by_image(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {Path(r["payload"]["source"]).name: r for r in results}
+
+
+def test_bundled_images_get_the_right_classes_through_the_agent(socket_path: Path) -> None:
+
+    images = sorted(IMAGES_DIR.glob("*.jpg"))
+    with (
+        agent_process(socket_path, MODEL_DIR.parent),
+        component(
+            "--agent-socket", str(socket_path), "--interval", "0", "--max-frames", str(len(images))
+        ) as comp,
+    ):
+        assert comp.wait() == 0, comp.log
+        results = by_image(comp.take(len(images), timeout=5))
+    assert top1(results["chelsea.jpg"]) in CAT_LABELS
+    assert top1(results["coffee.jpg"]) in ("espresso", "cup")
+    payload = results["coffee.jpg"]["payload"]
+    assert results["coffee.jpg"]["topic"] == "gg/sageMakerEdgeManager/image-classification"
+    assert payload["inference-type"] == "image-classification"
+    assert float(payload["inference-results"][0]["Score"]) > 0.5
+    assert all(float(r["Score"]) >= 0.3 for r in payload["inference-results"])
+    assert payload["model"]["name"] == "efficientnet-lite0" and len(payload["model"]["sha256"]) == 64
+    assert set(payload["latency-ms"]) == {"read", "preprocess", "predict", "postprocess", "total"}
+
+
+def test_component_waits_for_an_agent_that_starts_later(socket_path: Path) -> None:
+
+    with component("--agent-socket", str(socket_path), "--interval", "0", "--max-frames", "2") as comp:
+        time.sleep(1.5)
+        assert comp.proc.poll() is None, comp.log  # still waiting, not crashed
+        with agent_process(socket_path, MODEL_DIR.parent):
+            assert comp.wait() == 0, comp.log
+    assert len(comp.take(2, timeout=5)) == 2
+    assert "waiting for the agent" in comp.log
+
+
+def test_agent_killed_and_restarted_mid_run_the_component_reloads_and_loses_no_frame(
+    socket_path: Path,
+) -> None:
+
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        with component(
+            "--agent-socket", str(socket_path), "--interval", "0.05", "--rpc-timeout", "2"
+        ) as comp:
+            before = comp.take(3)
+            stop_process(agent, signal.SIGKILL)
+            time.sleep(1.0)
+            agent = start_agent(socket_path, MODEL_DIR.parent)
+            after = comp.take(6)
+            comp.proc.send_signal(signal.SIGTERM)
+            assert comp.wait() == 0, comp.log
+    finally:
+        stop_process(agent)
+    seen = [r["payload"]["frame-id"] for r in before + after]
+    assert seen == list(range(seen[0], seen[0] + len(seen))), f"frames lost or reordered: {seen}"
+    assert all(
+        r["payload"]["inference-results"] or "rocket" in r["payload"]["source"] for r in before + after
+    )
+    assert "loading it again" in comp.log
+    assert "stopped: Counters(" in comp.log
+
+
+def test_unreadable_images_are_skipped_counted_and_the_rest_classified(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(IMAGES_DIR / "chelsea.jpg", images / "a-chelsea.jpg")
+    (images / "b-garbage.jpg").write_bytes(b"this is not an image")
+    (images / "c-truncated.jpg").write_bytes((IMAGES_DIR / "coffee.jpg").read_bytes()[:2000])
+
+    with agent_process(socket_path, MODEL_DIR.parent):
+        args = (
+            "--agent-socket",
+            str(socket_path),
+            "--image-directory",
+            str(images),
+            "--interval",
+            "0",
+            "--max-frames",
+            "6",
+        )
+        with component(*args) as comp:
+            assert comp.wait() == 0, comp.log
+    results = comp.take(2, timeout=5)
+    assert [Path(r["payload"]["source"]).name for r in results] == ["a-chelsea.jpg", "a-chelsea.jpg"]
+    assert comp.log.count("b-garbage.jpg") >= 2 and comp.log.count("c-truncated.jpg") >= 2
+    assert "bad_frames=4" in comp.log
+
+
+def test_invalid_configuration_exits_with_the_reason() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "component", "--top-k", "0", "--validate-config"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "TopK=0" in result.stderr
+
+
+def test_validate_config_checks_the_bundled_manifest() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "component", "--validate-config"],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout

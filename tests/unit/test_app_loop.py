@@ -1,0 +1,169 @@
+"""The run loop's policies, driven through hand-written stubs for each stage (no sockets)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PIL import Image
+
+from agent_client.errors import (
+    AgentUnavailableError,
+    FrameError,
+    InvalidRequestError,
+    PublishDeniedError,
+    PublishError,
+)
+from component.app import InferenceApp
+from component.config import build_config
+from component.frames import Classification, Frame, Prediction, StageLatency
+from component.results import ModelIdentity
+
+IMAGE = Image.new("RGB", (8, 8))
+
+
+class ListSource:
+    """Frames in order; an Exception item is raised once in its place."""
+
+    name = "list"
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = list(items)
+
+    def next_frame(self) -> Frame | None:
+        if not self.items:
+            return None
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return Frame(frame_id=item, timestamp=1700000000.0 + item, source=f"img{item}", image=IMAGE)
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedPipeline:
+    """classify() raises the scripted errors for a frame id first, then returns a cat."""
+
+    def __init__(self, errors: dict[int, list[Exception]] | None = None) -> None:
+        self.errors = errors or {}
+        self.calls: list[int] = []
+
+    def classify(self, frame: Frame) -> Classification:
+        self.calls.append(frame.frame_id)
+        pending = self.errors.get(frame.frame_id, [])
+        if pending:
+            raise pending.pop(0)
+        return Classification(
+            frame.frame_id,
+            frame.timestamp,
+            frame.source,
+            (Prediction(281, "tabby", 0.6),),
+            StageLatency(1, 2, 3, 4),
+        )
+
+
+class RecordingPublisher:
+    name = "recording"
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = failures or []
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.messages.append((topic, payload))
+
+    def close(self) -> None:
+        pass
+
+
+def make_app(
+    items: list[Any], pipeline: ScriptedPipeline, publisher: RecordingPublisher, **config: Any
+) -> InferenceApp:
+    app = InferenceApp(build_config({"inference_interval": 0.0, **config}), threading.Event())
+    app.source, app.pipeline, app.publisher = ListSource(items), pipeline, publisher  # type: ignore[assignment]
+    app.identity = ModelIdentity("m", "1.0.0", "abc")
+    app._backoff.first = app._backoff._next = 0.001
+    return app
+
+
+def frame_ids(publisher: RecordingPublisher) -> list[int]:
+    return [payload["frame-id"] for _, payload in publisher.messages]
+
+
+def test_every_frame_is_published_in_order_with_the_contract_keys() -> None:
+    publisher = RecordingPublisher()
+    app = make_app([1, 2, 3], ScriptedPipeline(), publisher)
+    app.run()
+    assert frame_ids(publisher) == [1, 2, 3]
+    topic, payload = publisher.messages[0]
+    assert topic == "gg/sageMakerEdgeManager/image-classification"
+    assert payload["inference-type"] == "image-classification"
+    assert payload["inference-results"] == [{"Label": "tabby", "Score": "0.6", "ClassId": 281}]
+    assert payload["latency-ms"]["total"] == 10
+
+
+def test_a_bad_frame_is_skipped_and_counted_and_the_loop_goes_on() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline({3: [FrameError("cannot preprocess")]})
+    app = make_app([1, FrameError("truncated"), 3, 4], pipeline, publisher)
+    app.run()
+    assert frame_ids(publisher) == [1, 4]
+    assert app.counters.bad_frames == 2 and app.counters.frames == 4
+
+
+def test_agent_outage_holds_the_frame_and_never_publishes_an_empty_result() -> None:
+    publisher = RecordingPublisher()
+    outage = [AgentUnavailableError("down")] * 3
+    pipeline = ScriptedPipeline({2: list(outage)})
+    app = make_app([1, 2, 3], pipeline, publisher)
+    app.run()
+    assert pipeline.calls == [1, 2, 2, 2, 2, 3]
+    assert frame_ids(publisher) == [1, 2, 3]
+    assert all(payload["inference-results"] for _, payload in publisher.messages)
+    assert app.counters.agent_outages == 1
+
+
+def test_a_request_the_agent_rejects_fails_that_frame_only() -> None:
+    publisher = RecordingPublisher()
+    app = make_app([1, 2], ScriptedPipeline({1: [InvalidRequestError("wrong shape")]}), publisher)
+    app.run()
+    assert frame_ids(publisher) == [2]
+    assert app.counters.failed_frames == 1
+
+
+def test_unpublished_results_are_kept_and_sent_in_order_later() -> None:
+    publisher = RecordingPublisher([PublishError("core gone"), PublishError("core gone")])
+    app = make_app([1, 2, 3], ScriptedPipeline(), publisher)
+    app.run()
+    assert frame_ids(publisher) == [1, 2, 3]
+    assert app.counters.publish_failures == 2 and app.counters.published == 3
+
+
+def test_a_denied_topic_is_dropped_not_retried_forever() -> None:
+    publisher = RecordingPublisher([PublishDeniedError("not in accessControl")])
+    app = make_app([1, 2], ScriptedPipeline(), publisher)
+    app.run()
+    assert frame_ids(publisher) == [2]
+    assert app.counters.dropped_results == 1
+
+
+def test_max_frames_stops_the_loop() -> None:
+    publisher = RecordingPublisher()
+    app = make_app(list(range(1, 10)), ScriptedPipeline(), publisher, max_frames=4)
+    app.run()
+    assert frame_ids(publisher) == [1, 2, 3, 4]
+
+
+def test_stop_during_an_outage_ends_the_loop() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline({1: [AgentUnavailableError("down")] * 10_000})
+    app = make_app([1], pipeline, publisher)
+    app._backoff.first = app._backoff._next = 0.01
+    timer = threading.Timer(0.2, app.stop)
+    timer.start()
+    app.run()
+    timer.join()
+    assert publisher.messages == []

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_client.errors import ManifestError
+from component.manifest import load_labels, load_manifest, verify_sha256
+
+from ..helpers import MODEL_DIR
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A small model folder with a valid manifest (the model file is a few stand-in bytes)."""
+    (tmp_path / "model.onnx").write_bytes(b"stand-in model bytes")
+    (tmp_path / "labels.txt").write_text("cat\ndog\ncup\n")
+    manifest = json.loads((MODEL_DIR / "manifest.json").read_text())
+    manifest["sha256"] = hashlib.sha256(b"stand-in model bytes").hexdigest()
+    manifest["output"]["classes"] = 3
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return tmp_path
+
+
+def edit(folder: Path, change: Any) -> None:
+    data = json.loads((folder / "manifest.json").read_text())
+    change(data)
+    (folder / "manifest.json").write_text(json.dumps(data))
+
+
+def test_the_bundled_manifest_loads_and_matches_its_model() -> None:
+    manifest = load_manifest(MODEL_DIR)
+    verify_sha256(manifest)
+    assert manifest.input.shape == (1, 3, 224, 224) and manifest.preprocess.layout == "NCHW"
+    assert manifest.preprocess.mean == (127.0, 127.0, 127.0) and manifest.preprocess.std == (
+        128.0,
+        128.0,
+        128.0,
+    )
+    labels = load_labels(manifest)
+    assert (labels[281], labels[282], labels[967]) == ("tabby", "tiger cat", "espresso")
+
+
+def test_a_valid_manifest_loads(folder: Path) -> None:
+    manifest = load_manifest(folder)
+    verify_sha256(manifest)
+    assert load_labels(manifest) == ("cat", "dog", "cup")
+    assert manifest.model_path == folder.resolve() / "model.onnx"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(extra=1), r"unknown key\(s\) \['extra'\]"),
+        (lambda d: d.pop("labels"), r"missing key\(s\) \['labels'\]"),
+        (lambda d: d["input"].update(layout="CHWN"), "input.layout: must be one of NCHW, NHWC"),
+        (lambda d: d["input"].update(color_order="RGBA"), "input.color_order"),
+        (lambda d: d["input"].update(shape=[1, 3, 200, 224]), "does not fit a NCHW RGB image cropped to"),
+        (lambda d: d["preprocess"].update(std=[128, 0, 128]), "preprocess.std: must be a list of 3 positive"),
+        (lambda d: d["preprocess"].update(resize_shorter=100), "smaller than the crop"),
+        (lambda d: d["output"].update(kind="scores"), "output.kind: must be one of logits, probabilities"),
+        (lambda d: d.update(file="../model.onnx"), "file: must be a file name inside the model folder"),
+        (lambda d: d.update(sha256="XYZ"), "sha256: must be 64 lower-case hex digits"),
+        (lambda d: d.update(schema_version=2), "schema_version: must be 1"),
+    ],
+)
+def test_bad_manifests_name_the_key(folder: Path, change: Any, message: str) -> None:
+    edit(folder, change)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(folder)
+
+
+def test_missing_and_malformed_manifests_are_explained(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="ModelPath must be a model folder"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="cannot be read as JSON"):
+        load_manifest(tmp_path)
+
+
+def test_a_changed_model_file_fails_the_digest(folder: Path) -> None:
+    (folder / "model.onnx").write_bytes(b"another model")
+    with pytest.raises(ManifestError, match="redeploy the model"):
+        verify_sha256(load_manifest(folder))
+
+
+def test_a_label_count_that_does_not_fit_the_model_is_refused(folder: Path) -> None:
+    (folder / "labels.txt").write_text("cat\ndog\n")
+    with pytest.raises(ManifestError, match="has 2 labels but the model has 3 classes"):
+        load_labels(load_manifest(folder))
+
+
+def test_the_bundled_model_folder_copies_cleanly(tmp_path: Path) -> None:
+    copy = shutil.copytree(MODEL_DIR, tmp_path / "m")
+    verify_sha256(load_manifest(copy))
