@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Builds the edgeclassifier Greengrass components: GDK's custom build command (`gdk component build`).
+
+    python3 build.py [--out DIR] [--version X.Y.Z] [--project-root DIR]
+
+Output, cleaned first as GDK does (a folder holding anything but recipes/ and artifacts/ is refused)::
+
+    greengrass-build/recipes/<name>-<version>.json
+    greengrass-build/artifacts/<name>/<version>/<zip>
+
+Four components, each from its JSON template recipes/<name>.json, all at the version in gdk-config.json
+(or --version): the model, the open agent, the inference component, and its variant for AWS's Edge Manager
+agent. Placeholders filled here:
+
+    @VERSION@, @AUTHOR@        the version, and gdk-config.json's author (GDK's ComponentPublisher)
+    @VERSION_RANGE@            ">=<version> <<major + 1>.0.0", for dependencies on our own components
+    @DIGEST@                   base64 SHA-256 of the zip the artifact URI names
+    @INSTALL_VENV@             recipes/install-venv.sh, the once-only virtualenv install
+    "architecture": "@ARCH@"   repeats that manifest for linux amd64 and aarch64
+
+Zips are deterministic: sorted entries dated 1980-01-01, modes 0644 (files) and 0755 (folders), no caches or
+hidden files, safe relative names; symlinks may point inside the project only. Every recipe is validated
+(recipes/validate.py) before it is written; any problem exits 1 with a message naming the component and
+the field. Standard library only: GDK runs this with the system python3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recipes.validate import ARCHITECTURES, SEMVER, RecipeError, artifacts_of, digest, file_of, validate
+
+ROOT = Path(__file__).resolve().parent
+MODEL = "edgeclassifier.Model.EfficientNetLite0"
+AGENT = "edgeclassifier.Agent"
+INFERENCE = "edgeclassifier.ImageClassification"
+INFERENCE_SME = "edgeclassifier.ImageClassification.SageMakerEdgeManager"
+COMPONENTS = (MODEL, AGENT, INFERENCE, INFERENCE_SME)
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+Files = list[tuple[str, Path]]  # (name inside the zip, source file)
+
+
+class BuildError(Exception):
+    """A problem with the project's sources or configuration; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Project:
+    version: str
+    author: str
+
+
+def read_project(path: Path, version: str | None = None) -> Project:
+    """Version and author from gdk-config.json, the one source of truth (`version` overrides)."""
+    try:
+        component = json.loads(path.read_text(encoding="utf-8"))["component"][INFERENCE]
+        author, version = component["author"], version or component["version"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BuildError(f"{path}: needs component.{INFERENCE}.author and .version ({exc!r})") from exc
+    if not isinstance(version, str) or not SEMVER.match(version) or len(version) > 64:
+        raise BuildError(
+            f"version {version!r} is not a concrete semantic version x.y.z; set one in {path.name} "
+            "(greengrass-cli cannot deploy NEXT_PATCH) or pass --version"
+        )
+    if not isinstance(author, str) or not author.strip():
+        raise BuildError(f"{path}: author must be a non-empty string")
+    return Project(version=version, author=author)
+
+
+# ------------------------------------------------------------------------------------------ zip contents
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name == "__pycache__" or name.endswith((".pyc", ".pyo"))
+
+
+def _inside(root: Path, path: Path) -> Path:
+    """The regular file behind path; a symlink may point anywhere inside the project, nowhere else."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise BuildError(f"{path} is a symlink leaving the project (to {resolved}); refusing to package it")
+    if not resolved.is_file():
+        raise BuildError(f"{path} is missing or not a regular file")
+    return resolved
+
+
+def tree(root: Path, folder: Path, prefix: str) -> Files:
+    """Every file under folder, named prefix/<relative path>; no caches, hidden files or folder symlinks."""
+    if not folder.is_dir():
+        raise BuildError(f"{folder} is missing")
+    files: Files = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        for name in list(dirnames):
+            if _skipped(name):
+                dirnames.remove(name)
+            elif (here / name).is_symlink():
+                raise BuildError(f"{here / name} is a symlinked folder; replace it with a real one")
+        for name in filenames:
+            if not _skipped(name):
+                path = here / name
+                files.append((f"{prefix}/{path.relative_to(folder).as_posix()}", _inside(root, path)))
+    return files
+
+
+def package(root: Path, name: str) -> Files:
+    if not (root / name / "__init__.py").is_file():
+        raise BuildError(f"{root / name} is not a Python package (no __init__.py)")
+    return tree(root, root / name, name)
+
+
+def inference_files(root: Path) -> Files:
+    """component/, agent_client/, images/ (sample *.jpg and their SOURCES.md), requirements.txt."""
+    images = root / "artifacts" / "images"
+    jpgs = sorted(images.glob("*.jpg"))
+    if not jpgs:
+        raise BuildError(f"no *.jpg in {images}: the inference component ships sample images")
+    return [
+        *package(root, "component"),
+        *package(root, "agent_client"),
+        *[(f"images/{path.name}", _inside(root, path)) for path in [*jpgs, images / "SOURCES.md"]],
+        ("requirements.txt", _inside(root, root / "requirements" / "component.txt")),
+    ]
+
+
+def agent_files(root: Path) -> Files:
+    """agent/, agent_client/, requirements.txt."""
+    return [
+        *package(root, "agent"),
+        *package(root, "agent_client"),
+        ("requirements.txt", _inside(root, root / "requirements" / "agent.txt")),
+    ]
+
+
+def model_files(root: Path) -> Files:
+    """efficientnet-lite0/: the whole model folder, which must hold model.onnx, manifest.json, labels.txt."""
+    folder = root / "artifacts" / "models" / "efficientnet-lite0"
+    for name in ("model.onnx", "manifest.json", "labels.txt"):
+        _inside(root, folder / name)
+    return tree(root, folder, "efficientnet-lite0")
+
+
+# The zip an artifact URI names -> what goes in it. A zip unpacks to {artifacts:decompressedPath}/<name>/.
+ZIPS: dict[str, Callable[[Path], Files]] = {
+    f"{INFERENCE}.zip": inference_files,
+    f"{AGENT}.zip": agent_files,
+    f"{MODEL}.zip": model_files,
+}
+
+
+def check_entry_name(name: str) -> None:
+    """Zip-slip guard: relative POSIX names only, without '', '.' or '..' parts."""
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or ":" in name or any(p in ("", ".", "..") for p in parts):
+        raise BuildError(f"unsafe zip entry name {name!r}")
+
+
+def zip_bytes(files: Files) -> bytes:
+    """A deterministic zip of files, with an entry for every folder."""
+    sources: dict[str, Path] = {}
+    for name, source in files:
+        check_entry_name(name)
+        if name in sources:
+            raise BuildError(f"zip entry {name} would come from both {sources[name]} and {source}")
+        sources[name] = source
+    folders = {name.rsplit("/", n)[0] for name in sources for n in range(1, name.count("/") + 1)}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted([*folders, *sources], key=lambda entry: entry.split("/")):
+            info = zipfile.ZipInfo(name if name in sources else name + "/", ZIP_EPOCH)
+            info.create_system = 3  # unix, so that unzip honours the modes
+            if name in sources:
+                info.external_attr = 0o100644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, sources[name].read_bytes(), compresslevel=9)
+            else:
+                info.external_attr = (0o40755 << 16) | 0x10  # the 0x10 bit: MS-DOS directory
+                archive.writestr(info, b"")
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ recipes
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    try:
+        template = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BuildError(f"recipe template {path} cannot be read ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise BuildError(f"recipe template {path} is not valid JSON: {exc}") from exc
+    if not isinstance(template, dict):
+        raise BuildError(f"recipe template {path} must hold a JSON object")
+    return template
+
+
+def _fill(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        for placeholder, value in values.items():
+            node = node.replace(placeholder, value)
+        return node
+    if isinstance(node, dict):
+        return {key: _fill(value, values) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_fill(item, values) for item in node]
+    return node
+
+
+def render(template: dict[str, Any], project: Project, install_script: str) -> dict[str, Any]:
+    """The template with @ARCH@ manifests repeated per architecture, placeholders but @DIGEST@ filled."""
+    manifests = []
+    for manifest in template.get("Manifests") or []:
+        platform = manifest.get("Platform") if isinstance(manifest, dict) else None
+        if isinstance(platform, dict) and platform.get("architecture") == "@ARCH@":
+            manifests += [_fill(copy.deepcopy(manifest), {"@ARCH@": arch}) for arch in ARCHITECTURES]
+        else:
+            manifests.append(manifest)
+    major = int(project.version.split(".")[0])
+    values = {
+        "@INSTALL_VENV@": install_script,
+        "@VERSION_RANGE@": f">={project.version} <{major + 1}.0.0",
+        "@VERSION@": project.version,
+        "@AUTHOR@": project.author,
+    }
+    return _fill({**template, "Manifests": manifests}, values)
+
+
+def install_script(root: Path) -> str:
+    """recipes/install-venv.sh without its comment lines (the file explains itself; recipes stay small)."""
+    path = root / "recipes" / "install-venv.sh"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BuildError(f"{path} cannot be read ({exc.strerror})") from exc
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).strip()
+
+
+# ------------------------------------------------------------------------------------------ build
+
+
+def clean(out: Path, root: Path) -> None:
+    """Deletes and recreates out, as GDK does, once it is sure out is a build folder."""
+    out, root = out.resolve(), root.resolve()
+    if root.is_relative_to(out):
+        raise BuildError(f"refusing to use {out} as the output folder: it holds the project")
+    if out.exists():
+        if not out.is_dir():
+            raise BuildError(f"refusing to use {out} as the output folder: it is a file")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in ("recipes", "artifacts"))
+        if foreign:
+            raise BuildError(
+                f"refusing to clean {out}: it holds {', '.join(foreign)}, not only recipes/ and artifacts/"
+            )
+        shutil.rmtree(out)
+    (out / "recipes").mkdir(parents=True)
+    (out / "artifacts").mkdir()
+
+
+def build(root: Path = ROOT, out: Path | None = None, version: str | None = None) -> list[Path]:
+    """Builds every component from root into out (default root/greengrass-build); returns the recipe files."""
+    out = out if out is not None else root / "greengrass-build"
+    project = read_project(root / "gdk-config.json", version)
+    script = install_script(root)
+    recipes = {
+        name: render(load_template(root / "recipes" / f"{name}.json"), project, script) for name in COMPONENTS
+    }
+    zips: dict[str, bytes] = {}  # each built once: the variant ships the inference zip too
+    artifacts: dict[Path, bytes] = {}
+    for name, recipe in recipes.items():
+        for _, artifact in artifacts_of(recipe):
+            file = file_of(artifact.get("URI"))
+            if file is None:
+                continue  # validate() names it
+            if file not in ZIPS:
+                raise BuildError(
+                    f"{name}: no build rule for artifact {file}; build.py builds {', '.join(ZIPS)}"
+                )
+            if file not in zips:
+                zips[file] = zip_bytes(ZIPS[file](root))
+            artifacts[Path("artifacts", name, project.version, file)] = zips[file]
+            if artifact.get("Digest") == "@DIGEST@":
+                artifact["Digest"] = digest(zips[file])
+    clean(out, root)
+    for name in recipes:
+        (out / "artifacts" / name / project.version).mkdir(parents=True)
+    for path, data in artifacts.items():
+        (out / path).write_bytes(data)
+    validate(recipes, out / "artifacts")
+    written = []
+    for name, recipe in recipes.items():
+        path = out / "recipes" / f"{name}-{project.version}.json"
+        path.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="build.py", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--out", type=Path, help="output folder, deleted first (default: <project>/greengrass-build)"
+    )
+    parser.add_argument("--version", help="component version (default: gdk-config.json's)")
+    parser.add_argument(
+        "--project-root", type=Path, default=ROOT, help="the sources (default: beside build.py)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        recipes = build(args.project_root.resolve(), args.out, args.version)
+    except (BuildError, RecipeError) as exc:
+        print(f"build.py: error: {exc}", file=sys.stderr)
+        return 1
+    for recipe in recipes:
+        print(f"wrote {recipe}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Validation of built recipes, run by build.py before it writes anything (standard library only).
+
+`validate(recipes, artifacts)` checks a set of recipes built together, with their artifacts under
+artifacts/<name>/<version>/, and raises RecipeError listing every problem as `<component>: <field>: <what
+is wrong>`. What it checks, beyond the recipe format (shared/reference/greengrass-recipes.md C1-C3):
+
+- required keys, no unknown top-level keys, ComponentName and semver ComponentVersion;
+- a manifest for each of linux amd64 and aarch64; lifecycle steps and their fields; no RequiresPrivilege;
+- every `{namespace:key}` and `{Component:namespace:key}` in a lifecycle: a namespace the nucleus knows,
+  cross-component forms only for declared dependencies, `{configuration:/x}` naming a DefaultConfiguration
+  key, `{artifacts:decompressedPath}/<folder>` naming the folder a ZIP artifact unpacks to;
+- DefaultConfiguration values are strings without recipe variables (only nucleus >= 2.6 with
+  interpolateComponentConfiguration interpolates them);
+- accessControl shape (IPC service -> policy id -> operations, resources), policy ids unique;
+- dependency ranges (plain comparators) admit the versions built alongside;
+- artifacts: GDK's s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/<file> URIs, the file present,
+  Digest = base64 SHA-256 of it with Algorithm SHA-256, Unarchive and Permission set deliberately, and no
+  file in the artifact folder that no artifact names.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+Recipe = dict[str, Any]
+
+ARCHITECTURES = ("amd64", "aarch64")
+S3_PREFIX = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
+# semver.org's regular expression, as in GDK's gdk-config.json schema.
+SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+PLACEHOLDER = re.compile(r"@[A-Z_]+@")
+# The nucleus's own patterns (KernelConfigResolver): {namespace:key} and {Component:namespace:key}.
+SAME_VAR = re.compile(r"\{([.\w]+):([^:}]+)\}")
+CROSS_VAR = re.compile(r"\{([.\w]+):([.\w]+):([^:}]+)\}")
+DECOMPRESSED = re.compile(r"\{(?:([.\w]+):)?artifacts:decompressedPath\}/([^/'\"\s]+)")
+VARIABLE_KEYS: dict[str, set[str] | None] = {  # None: a JSON pointer into the DefaultConfiguration
+    "artifacts": {"path", "decompressedPath"},
+    "work": {"path"},
+    "configuration": None,
+    "kernel": {"rootPath"},
+    "iot": {"thingName"},
+}
+CROSS_NAMESPACES = ("artifacts", "work", "configuration")
+REQUIRED = (
+    "RecipeFormatVersion",
+    "ComponentName",
+    "ComponentVersion",
+    "ComponentDescription",
+    "ComponentPublisher",
+)
+TOP_LEVEL = {*REQUIRED, "ComponentType", "ComponentSource", "ComponentConfiguration", "ComponentDependencies"}
+TOP_LEVEL |= {"Manifests", "Lifecycle"}
+STEPS = {"Setenv", "Bootstrap", "Install", "Run", "Startup", "Shutdown", "Recover"}
+STEP_KEYS = {"Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv"}
+POLICY_KEYS = {"policyDescription", "operations", "resources"}
+PERMISSIONS = ("NONE", "OWNER", "ALL")
+NOT_INTERPOLATED = (
+    "recipe variables in configuration are interpolated only by nucleus >= 2.6 "
+    "with interpolateComponentConfiguration"
+)
+COMPARE = {
+    ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    "<": lambda a, b: a < b,
+    "=": lambda a, b: a == b,
+}
+
+
+class RecipeError(Exception):
+    """Recipes that must not be written; the message lists every problem."""
+
+
+def digest(data: bytes) -> str:
+    """A recipe artifact Digest: base64 of the SHA-256 of the file."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def artifacts_of(recipe: Recipe) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(field path, artifact) of every artifact in every manifest."""
+    for i, manifest in enumerate(recipe.get("Manifests") or []):
+        artifacts = manifest.get("Artifacts") if isinstance(manifest, dict) else None
+        for j, artifact in enumerate(artifacts or []):
+            if isinstance(artifact, dict):
+                yield f"Manifests[{i}].Artifacts[{j}]", artifact
+
+
+def file_of(uri: Any) -> str | None:
+    """The file an artifact URI names, when it has GDK's s3://BUCKET_NAME/... placeholder form."""
+    if isinstance(uri, str) and uri.startswith(S3_PREFIX):
+        name = uri[len(S3_PREFIX) :]
+        if name and "/" not in name and name not in (".", ".."):
+            return name
+    return None
+
+
+def satisfies(version: str, requirement: str) -> bool:
+    """Whether version meets an npm-style range of plain comparators such as ">=1.0.0 <2.0.0"."""
+    comparators = requirement.split()
+    parsed = [re.fullmatch(r"(>=|<=|>|<|=)?(.+)", c) for c in comparators]
+    if not comparators or not all(m and SEMVER.match(m[2]) for m in parsed):
+        raise RecipeError(f"VersionRequirement {requirement!r}: use comparators like '>=1.0.0 <2.0.0'")
+    return all(COMPARE[m[1] or "="](_order(version), _order(m[2])) for m in parsed if m)
+
+
+def _order(version: str) -> tuple[int, int, int, int, str]:
+    match = SEMVER.match(version)
+    if not match:
+        raise RecipeError(f"{version!r} is not a semantic version")
+    return int(match[1]), int(match[2]), int(match[3]), 0 if match[4] else 1, match[4] or ""
+
+
+def default_configuration(recipe: Recipe) -> dict[str, Any]:
+    configuration = recipe.get("ComponentConfiguration")
+    config = configuration.get("DefaultConfiguration") if isinstance(configuration, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _zip_folders(recipe: Recipe) -> set[str]:
+    files = (file_of(a.get("URI")) for _, a in artifacts_of(recipe) if a.get("Unarchive") == "ZIP")
+    return {file.removesuffix(".zip") for file in files if file}
+
+
+def _strings(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(node, str):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _strings(item, f"{where}[{i}]")
+
+
+def _has_pointer(config: Any, pointer: str) -> bool:
+    if not pointer.startswith("/"):
+        return False
+    for part in pointer[1:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(config, dict) or part not in config:
+            return False
+        config = config[part]
+    return True
+
+
+def validate(recipes: dict[str, Recipe], artifacts: Path) -> None:
+    """Raises RecipeError listing every problem of recipes built together (component name -> recipe)."""
+    checker = _Checker(recipes, artifacts)
+    problems = [
+        f"{name}: {problem}" for name, recipe in recipes.items() for problem in checker.recipe(name, recipe)
+    ]
+    owners: dict[str, str] = {}
+    for name, recipe in recipes.items():
+        access = default_configuration(recipe).get("accessControl")
+        for policies in access.values() if isinstance(access, dict) else []:
+            for policy in policies if isinstance(policies, dict) else []:
+                if policy in owners:
+                    problems.append(
+                        f"{name}: accessControl: policy id {policy} is also used by {owners[policy]}"
+                    )
+                owners[policy] = name
+    if problems:
+        raise RecipeError("invalid recipes:\n  " + "\n  ".join(problems))
+
+
+class _Checker:
+    """Each method yields '<field>: <problem>' strings for one recipe."""
+
+    def __init__(self, recipes: dict[str, Recipe], artifacts: Path) -> None:
+        self.recipes = recipes
+        self.artifacts = artifacts
+        self.digests: dict[Path, str] = {}
+
+    def recipe(self, name: str, recipe: Recipe) -> Iterator[str]:
+        for key in REQUIRED:
+            if not recipe.get(key):
+                yield f"{key}: missing"
+        for key in sorted(recipe.keys() - TOP_LEVEL):
+            yield f"{key}: unknown recipe key; known: {', '.join(sorted(TOP_LEVEL))}"
+        if recipe.get("RecipeFormatVersion") != "2020-01-25":
+            yield "RecipeFormatVersion: must be 2020-01-25"
+        if recipe.get("ComponentName") != name or not COMPONENT_NAME.match(name):
+            yield f"ComponentName: must be {name}, matching ^[a-zA-Z0-9-_.]+$ with 128 characters at most"
+        version = recipe.get("ComponentVersion")
+        if not isinstance(version, str) or not SEMVER.match(version) or len(version) > 64:
+            yield f"ComponentVersion: {version!r} is not a semantic version of 64 characters at most"
+            return
+        for where, text in _strings(recipe, "recipe"):
+            if found := PLACEHOLDER.search(text):
+                yield f"{where.removeprefix('recipe.')}: unfilled placeholder {found[0]}"
+        yield from self.configuration(recipe)
+        yield from self.dependencies(name, recipe)
+        manifests = recipe.get("Manifests")
+        if not isinstance(manifests, list) or not manifests:
+            yield "Manifests: must be a non-empty list"
+            return
+        platforms = set()
+        for i, manifest in enumerate(manifests):
+            platform = manifest.get("Platform") if isinstance(manifest, dict) else None
+            if not isinstance(platform, dict) or not platform.get("os"):
+                yield f"Manifests[{i}].Platform: needs at least os"
+                continue
+            platforms.add((platform.get("os"), platform.get("architecture")))
+            yield from self.lifecycle(recipe, f"Manifests[{i}].Lifecycle", manifest.get("Lifecycle", {}))
+        for arch in ARCHITECTURES:
+            if ("linux", arch) not in platforms:
+                yield f"Manifests: no manifest for linux {arch}"
+        yield from self.artifact_files(recipe, self.artifacts / name / version)
+
+    def configuration(self, recipe: Recipe) -> Iterator[str]:
+        for key, value in default_configuration(recipe).items():
+            where = f"DefaultConfiguration.{key}"
+            if key == "accessControl":
+                yield from self.access_control(value)
+            elif not isinstance(value, str):
+                yield f"{where}: store every value as a string (JSON numbers come back as floats)"
+            elif SAME_VAR.search(value) or CROSS_VAR.search(value):
+                yield f"{where}: {value!r}: {NOT_INTERPOLATED}; use a literal value"
+
+    def access_control(self, access: Any) -> Iterator[str]:
+        where = "DefaultConfiguration.accessControl"
+        if not isinstance(access, dict):
+            yield f"{where}: must be an object of IPC services"
+            return
+        for service, policies in access.items():
+            if (
+                not service.startswith("aws.greengrass.ipc.")
+                or not isinstance(policies, dict)
+                or not policies
+            ):
+                yield f"{where}.{service}: must be an aws.greengrass.ipc.* service holding policies"
+                continue
+            for policy_id, policy in policies.items():
+                here = f"{where}.{service}.{policy_id}"
+                if not isinstance(policy, dict) or policy.keys() - POLICY_KEYS:
+                    yield f"{here}: a policy has only {', '.join(sorted(POLICY_KEYS))}"
+                    continue
+                for key in ("operations", "resources"):
+                    items = policy.get(key)
+                    if (
+                        not isinstance(items, list)
+                        or not items
+                        or not all(isinstance(i, str) and i for i in items)
+                    ):
+                        yield f"{here}.{key}: must be a non-empty list of strings"
+                for operation in policy.get("operations") or []:
+                    if operation != "*" and not str(operation).startswith("aws.greengrass#"):
+                        yield f"{here}.operations: {operation!r} is not aws.greengrass#<Operation>"
+                for resource in policy.get("resources") or []:
+                    if SAME_VAR.search(str(resource)) or CROSS_VAR.search(str(resource)):
+                        yield f"{here}.resources: {resource!r}: {NOT_INTERPOLATED}; use an MQTT wildcard"
+
+    def dependencies(self, name: str, recipe: Recipe) -> Iterator[str]:
+        dependencies = recipe.get("ComponentDependencies") or {}
+        if not isinstance(dependencies, dict):
+            yield "ComponentDependencies: must be an object"
+            return
+        for dependency, spec in dependencies.items():
+            where = f"ComponentDependencies.{dependency}"
+            if not COMPONENT_NAME.match(dependency) or dependency == name:
+                yield f"{where}: not a valid dependency name"
+            if not isinstance(spec, dict) or spec.get("DependencyType", "HARD") not in ("HARD", "SOFT"):
+                yield f"{where}: needs VersionRequirement, and DependencyType HARD or SOFT"
+                continue
+            built = self.recipes.get(dependency, {}).get("ComponentVersion")
+            try:
+                admitted = satisfies(built or "0.0.0", str(spec.get("VersionRequirement", "")))
+            except RecipeError as exc:
+                yield f"{where}: {exc}"
+                continue
+            if built and not admitted:
+                yield f"{where}: {spec['VersionRequirement']!r} excludes {dependency} {built}, built here"
+
+    def lifecycle(self, recipe: Recipe, where: str, lifecycle: Any) -> Iterator[str]:
+        if not isinstance(lifecycle, dict):
+            yield f"{where}: must be an object of steps"
+            return
+        for step in sorted(lifecycle.keys() - STEPS):
+            yield f"{where}.{step}: unknown step; known: {', '.join(sorted(STEPS))}"
+        if "Run" in lifecycle and "Startup" in lifecycle:
+            yield f"{where}: has both Run and Startup; only one is allowed"
+        for step, body in lifecycle.items():
+            if step == "Setenv" or isinstance(body, str):
+                continue
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("Script"), str)
+                or body.keys() - STEP_KEYS
+            ):
+                yield f"{where}.{step}: a script, or an object with Script and {', '.join(sorted(STEP_KEYS))}"
+                continue
+            if body.get("RequiresPrivilege") not in (None, False, "false"):
+                yield f"{where}.{step}.RequiresPrivilege: the components run as the component user"
+            timeout = body.get("Timeout", 1)
+            if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+                yield f"{where}.{step}.Timeout: must be a positive number of seconds"
+        for here, text in _strings(lifecycle, where):
+            yield from self.variables(recipe, here, text)
+
+    def variables(self, recipe: Recipe, where: str, text: str) -> Iterator[str]:
+        dependencies = recipe.get("ComponentDependencies") or {}
+        for match in CROSS_VAR.finditer(text):
+            other, namespace, key = match.groups()
+            if other not in dependencies:
+                yield f"{where}: {match[0]} names {other}, which is not a dependency of this component"
+            elif namespace not in CROSS_NAMESPACES:
+                yield f"{where}: {match[0]}: the namespace must be one of {', '.join(CROSS_NAMESPACES)}"
+            else:
+                yield from self.key(where, match[0], namespace, key, self.recipes.get(other))
+        for match in SAME_VAR.finditer(CROSS_VAR.sub("", text)):
+            namespace, key = match.groups()
+            if namespace not in VARIABLE_KEYS:
+                yield (
+                    f"{where}: unknown recipe variable {match[0]}; namespaces: {', '.join(VARIABLE_KEYS)} "
+                    "(a shell ${VAR:-default} looks like one to the nucleus: use if/then)"
+                )
+            else:
+                yield from self.key(where, match[0], namespace, key, recipe)
+        for match in DECOMPRESSED.finditer(text):
+            owner = self.recipes.get(match[1]) if match[1] else recipe
+            if owner is not None and match[2] not in _zip_folders(owner):
+                folders = ", ".join(sorted(_zip_folders(owner))) or "none"
+                yield f"{where}: {match[0]}: no ZIP artifact unpacks to {match[2]}/ (ZIP folders: {folders})"
+
+    def key(self, where: str, variable: str, namespace: str, key: str, owner: Recipe | None) -> Iterator[str]:
+        keys = VARIABLE_KEYS[namespace]
+        if keys is not None and key not in keys:
+            yield f"{where}: {variable}: {namespace} has only {', '.join(sorted(keys))}"
+        elif keys is None and owner is not None and not _has_pointer(default_configuration(owner), key):
+            yield f"{where}: {variable}: no such key in the DefaultConfiguration"
+
+    def artifact_files(self, recipe: Recipe, folder: Path) -> Iterator[str]:
+        named = set()
+        for where, artifact in artifacts_of(recipe):
+            file = file_of(artifact.get("URI"))
+            if file is None:
+                yield f"{where}.URI: must be {S3_PREFIX}<file>, not {artifact.get('URI')!r}"
+                continue
+            named.add(file)
+            path = folder / file
+            if not path.is_file():
+                yield f"{where}: artifact {file} is missing from {folder}"
+            elif artifact.get("Digest") != self.digest(path):
+                yield f"{where}.Digest: does not match {path} (base64 SHA-256 {self.digest(path)})"
+            if artifact.get("Algorithm") != "SHA-256":
+                yield f"{where}.Algorithm: must be SHA-256"
+            if artifact.get("Unarchive", "NONE") not in ("NONE", "ZIP"):
+                yield f"{where}.Unarchive: must be NONE or ZIP"
+            permission = artifact.get("Permission")
+            if not isinstance(permission, dict) or any(
+                permission.get(k) not in PERMISSIONS for k in ("Read", "Execute")
+            ):
+                yield f"{where}.Permission: set Read and Execute deliberately, to {', '.join(PERMISSIONS)}"
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in named) if folder.is_dir() else []
+        if extra:
+            yield f"Manifests: {folder} holds files that no artifact names: {', '.join(extra)}"
+
+    def digest(self, path: Path) -> str:
+        if path not in self.digests:
+            self.digests[path] = digest(path.read_bytes())
+        return self.digests[path]
