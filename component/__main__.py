@@ -15,7 +15,9 @@ from typing import Any
 
 from agent_client.errors import EdgeError
 
+from .app import ConfigUpdates, InferenceApp
 from .config import ComponentConfig, build_config
+from .greengrass import ConfigurationWatcher
 from .manifest import load_manifest, verify_sha256
 from .publishers import under_greengrass
 
@@ -61,14 +63,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name, _ in FLAGS.values()}
+
+
 def load_config(args: argparse.Namespace) -> ComponentConfig:
-    cli: dict[str, Any] = {name: getattr(args, name) for name, _ in FLAGS.values()}
     greengrass: dict[str, Any] = {}
     if under_greengrass():
         from .greengrass import read_configuration
 
         greengrass = read_configuration()
-    return build_config(cli, greengrass)
+    return build_config(cli_values(args), greengrass)
+
+
+def watch_config(args: argparse.Namespace) -> tuple[ConfigurationWatcher | None, ConfigUpdates | None]:
+    """Under Greengrass, a watcher of configuration updates and the function the run loop polls."""
+    if not under_greengrass():
+        return None, None
+    watcher = ConfigurationWatcher()
+    watcher.start()
+    cli = cli_values(args)
+
+    def updates() -> ComponentConfig | None:
+        raw = watcher.changed()
+        return None if raw is None else build_config(cli, raw)
+
+    return watcher, updates
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,15 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             verify_sha256(load_manifest(config.model_path))
             print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
             return 0
-        from .app import InferenceApp
-
-        app = InferenceApp(config)
+        watcher, updates = watch_config(args)
+        app = InferenceApp(config, updates=updates)
         signal.signal(signal.SIGTERM, lambda *_: app.stop())
         signal.signal(signal.SIGINT, lambda *_: app.stop())
         try:
             app.start()
         finally:
             app.close()
+            if watcher is not None:
+                watcher.close()
     except EdgeError as exc:
         logger.error("%s", exc)
         return 2

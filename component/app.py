@@ -7,6 +7,9 @@ Policies, in one place:
 - A frame that cannot be read or preprocessed: warn, count, go on with the next one.
 - A result the publisher does not accept: kept in a bounded outbox (oldest dropped and counted when
   full) and sent again before the next result; a topic the core denies is logged and dropped.
+- A configuration update (Greengrass SubscribeToConfigurationUpdate) is applied between frames: topic,
+  interval, threshold, top-k, image source and log level at once; an invalid update is logged and the
+  last good configuration stays in force; model and agent socket changes need a restart (logged).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,8 @@ from agent_client.errors import (
     AgentError,
     AgentTimeoutError,
     AgentUnavailableError,
+    ConfigError,
+    EdgeError,
     FrameError,
     PublishDeniedError,
     PublishError,
@@ -41,6 +47,11 @@ from .sources import FrameSource, open_source
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 256
+WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
+RESTART_KEYS = ("model_path", "model_name", "agent_socket", "publisher", "rpc_timeout")
+
+# Returns the new configuration when the core reported a change since the last call, else None.
+ConfigUpdates = Callable[[], "ComponentConfig | None"]
 
 
 @dataclass
@@ -70,9 +81,15 @@ class Backoff:
 
 
 class InferenceApp:
-    def __init__(self, config: ComponentConfig, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        config: ComponentConfig,
+        stop: threading.Event | None = None,
+        updates: ConfigUpdates | None = None,
+    ) -> None:
         self.config = config
         self.stop_event = stop or threading.Event()
+        self._updates = updates
         self.counters = Counters()
         self.manifest: ModelManifest
         self.client: AgentClient
@@ -159,12 +176,12 @@ class InferenceApp:
 
     def run(self) -> None:
         """The loop over frames; needs pipeline, source, publisher and identity in place."""
-        due = time.monotonic()
+        started = float("-inf")
         limit = self.config.max_frames
         while not self.stop_event.is_set() and not (limit and self.counters.frames >= limit):
-            if self.stop_event.wait(max(0.0, due - time.monotonic())):
+            if not self._sleep_after(started):
                 break
-            due = time.monotonic() + self.config.inference_interval
+            started = time.monotonic()
             frame = self._next_frame()
             if frame is None:
                 continue
@@ -173,6 +190,54 @@ class InferenceApp:
                 self._publish(
                     to_payload(result, self.identity, self.config.top_k, self.config.score_threshold)
                 )
+
+    def _sleep_after(self, started: float) -> bool:
+        """Waits until the interval (as configured now) has passed since started; False when stopped.
+        Configuration updates are applied meanwhile, so a shorter interval takes effect at once."""
+        while True:
+            self._apply_updates()
+            remaining = started + self.config.inference_interval - time.monotonic()
+            if remaining <= 0:
+                return not self.stop_event.is_set()
+            if self.stop_event.wait(min(remaining, WAKE_SECONDS)):
+                return False
+
+    def _apply_updates(self) -> None:
+        if self._updates is None:
+            return
+        try:
+            new = self._updates()
+        except ConfigError as exc:
+            logger.error("configuration update rejected, the last good configuration stays: %s", exc)
+            return
+        if new is not None and new != self.config:
+            self.reconfigure(new)
+
+    def reconfigure(self, new: ComponentConfig) -> None:
+        """Applies what can change while running; a new source is opened first: a bad one changes nothing."""
+        old = self.config
+        if new.source_path != old.source_path:
+            try:
+                source = open_source(new.source_path)
+            except EdgeError as exc:
+                logger.error("configuration update rejected, the last good configuration stays: %s", exc)
+                return
+            self.source.close()
+            self.source = source
+        for key in RESTART_KEYS:
+            if getattr(new, key) != getattr(old, key):
+                logger.warning("%s changed; it takes effect when the component restarts", key)
+        self.pipeline.k, self.pipeline.threshold = new.top_k, new.score_threshold
+        logging.getLogger().setLevel(new.log_level)
+        self.config = new.model_copy(update={key: getattr(old, key) for key in RESTART_KEYS})
+        logger.info(
+            "configuration applied: topic %s, interval %s s, top-k %d, threshold %s, source %s",
+            new.topic,
+            new.inference_interval,
+            new.top_k,
+            new.score_threshold,
+            new.source_path,
+        )
 
     def _next_frame(self) -> Frame | None:
         try:

@@ -167,3 +167,49 @@ def test_stop_during_an_outage_ends_the_loop() -> None:
     app.run()
     timer.join()
     assert publisher.messages == []
+
+
+class ScriptedUpdates:
+    """The run loop's view of the core: returns the scripted item at its call number, None otherwise."""
+
+    def __init__(self, script: dict[int, Any]) -> None:
+        self.script, self.calls = script, 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        item = self.script.get(self.calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def test_a_configuration_update_changes_topic_and_threshold_between_frames() -> None:
+    from agent_client.errors import ConfigError
+
+    publisher = RecordingPublisher()
+    new = build_config({"inference_interval": 0.0, "topic": "new/topic", "score_threshold": 0.9})
+    app = make_app([1, 2, 3], ScriptedPipeline(), publisher)
+    app._updates = ScriptedUpdates({2: ConfigError("TopK='x'"), 3: new})
+    app.run()
+    topics = [topic for topic, _ in publisher.messages]
+    assert topics == ["gg/sageMakerEdgeManager/image-classification"] * 2 + ["new/topic"]
+    assert app.pipeline.threshold == 0.9  # type: ignore[attr-defined]
+    assert app.config.topic == "new/topic"
+
+
+def test_an_update_naming_a_missing_source_keeps_the_last_good_configuration(tmp_path: Any) -> None:
+    publisher = RecordingPublisher()
+    bad = build_config({"inference_interval": 0.0, "image_directory": tmp_path / "missing", "topic": "x/y"})
+    app = make_app([1, 2], ScriptedPipeline(), publisher)
+    app._updates = ScriptedUpdates({1: bad})
+    app.run()
+    assert [topic for topic, _ in publisher.messages] == ["gg/sageMakerEdgeManager/image-classification"] * 2
+
+
+def test_settings_that_need_a_restart_are_kept_until_then() -> None:
+    publisher = RecordingPublisher()
+    new = build_config({"inference_interval": 0.0, "model_name": "other", "top_k": 2})
+    app = make_app([1, 2], ScriptedPipeline(), publisher)
+    app._updates = ScriptedUpdates({1: new})
+    app.run()
+    assert app.config.model_name == "" and app.config.top_k == 2
