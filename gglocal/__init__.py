@@ -1,0 +1,34 @@
+"""gglocal: a local stand-in of the AWS IoT Greengrass v2 core for developers and CI.
+
+It serves Greengrass IPC to the real awsiotsdk client on a unix socket, authorizes by ``accessControl``,
+keeps component configuration, bridges IoT Core to an MQTT broker (or stdout) through an on-disk outbox,
+and deploys GDK build output: recipes, artifacts, lifecycle scripts. Entry points: :class:`Core`,
+:class:`IpcServer`, and ``python -m gglocal``.
+"""
+
+from gglocal.core import Core
+from gglocal.errors import (
+    ArtifactError,
+    ControlError,
+    DeploymentError,
+    FramingError,
+    GgLocalError,
+    IpcOperationError,
+    RecipeError,
+)
+from gglocal.lifecycle import ComponentState, RestartPolicy
+from gglocal.server import IpcServer
+
+__all__ = [
+    "ArtifactError",
+    "ComponentState",
+    "ControlError",
+    "Core",
+    "DeploymentError",
+    "FramingError",
+    "GgLocalError",
+    "IpcOperationError",
+    "IpcServer",
+    "RecipeError",
+    "RestartPolicy",
+]

@@ -1,0 +1,137 @@
+"""Artifact installation: copy from the build's artifact dir, verify digests, unarchive ZIPs safely.
+
+Source layout (greengrass-cli ``--artifactDir``): ``<artifact_dir>/<name>/<version>/<file>``, where ``<file>``
+is the last segment of the recipe's artifact URI. Destinations follow the device layout:
+``<root>/packages/artifacts/<name>/<version>/<file>`` and, for ``Unarchive: ZIP``,
+``<root>/packages/artifacts-unarchived/<name>/<version>/<zip name without extension>/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gglocal.errors import ArtifactError
+from gglocal.recipe import Artifact, Manifest, Recipe
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InstalledArtifacts:
+    artifacts_path: Path
+    decompressed_path: Path
+    files: tuple[Path, ...]
+
+
+def artifact_dirs(root: Path, name: str, version: str) -> tuple[Path, Path]:
+    packages = root / "packages"
+    return packages / "artifacts" / name / version, packages / "artifacts-unarchived" / name / version
+
+
+def sha256_digest(path: Path) -> str:
+    """Base64 of the file's SHA-256, the form recipes carry in ``Digest``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return base64.b64encode(digest.digest()).decode()
+
+
+def verify_digest(path: Path, artifact: Artifact) -> None:
+    if not artifact.digest:
+        return
+    algorithm = (artifact.algorithm or "SHA-256").upper()
+    if algorithm != "SHA-256":
+        raise ArtifactError(f"{path.name}: unsupported digest algorithm {artifact.algorithm} (only SHA-256)")
+    actual = sha256_digest(path)
+    if actual != artifact.digest:
+        raise ArtifactError(
+            f"{path.name}: digest mismatch (recipe {artifact.digest}, file {actual}); rebuild so the recipe's"
+            " Digest matches the artifact, or remove Digest from the recipe"
+        )
+
+
+def _mode_bits(artifact: Artifact) -> int:
+    bits = stat.S_IRUSR | stat.S_IWUSR
+    if artifact.read == "ALL":
+        bits |= stat.S_IRGRP | stat.S_IROTH
+    if artifact.execute in ("OWNER", "ALL"):
+        bits |= stat.S_IXUSR
+    if artifact.execute == "ALL":
+        bits |= stat.S_IXGRP | stat.S_IXOTH
+    return bits
+
+
+def safe_extract(archive: Path, destination: Path, mode: int | None = None) -> list[Path]:
+    """Extract a ZIP into ``destination``; refuses any member that would land outside it (zip-slip)."""
+    destination = destination.resolve()
+    extracted: list[Path] = []
+    with zipfile.ZipFile(archive) as bundle:
+        members = bundle.infolist()
+        for member in members:
+            target = (destination / member.filename).resolve()
+            if member.filename.startswith(("/", "\\")) or not target.is_relative_to(destination):
+                raise ArtifactError(
+                    f"{archive.name}: member {member.filename!r} would extract outside {destination}"
+                )
+            if stat.S_ISLNK(member.external_attr >> 16):
+                raise ArtifactError(f"{archive.name}: member {member.filename!r} is a symbolic link")
+        destination.mkdir(parents=True, exist_ok=True)
+        for member in members:
+            path = Path(bundle.extract(member, destination))
+            if mode is not None and path.is_file():
+                path.chmod(mode)
+            extracted.append(path)
+    return extracted
+
+
+def install_artifacts(
+    recipe: Recipe, manifest: Manifest, artifact_dir: Path | None, root: Path
+) -> InstalledArtifacts:
+    """Copy, verify and unarchive the manifest's artifacts; raises ArtifactError naming what is wrong."""
+    version = str(recipe.version)
+    target, unarchived = artifact_dirs(root, recipe.name, version)
+    for folder in (target, unarchived):
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    files: list[Path] = []
+    for artifact in manifest.artifacts:
+        if artifact.uri.startswith("docker:"):
+            logger.warning(
+                "%s: docker artifact %s is not supported locally; skipped", recipe.name, artifact.uri
+            )
+            continue
+        source_dir = (artifact_dir / recipe.name / version) if artifact_dir else None
+        source = source_dir / artifact.file_name if source_dir else None
+        if source is None or not source.is_file():
+            raise ArtifactError(
+                f"{recipe.name} {version}: artifact {artifact.file_name} (from {artifact.uri}) not found in "
+                f"{source_dir or 'the artifact dir (none given)'}"
+            )
+        verify_digest(source, artifact)
+        copied = target / artifact.file_name
+        shutil.copyfile(source, copied)
+        copied.chmod(_mode_bits(artifact))
+        files.append(copied)
+        if artifact.unarchive == "ZIP":
+            folder = unarchived / Path(artifact.file_name).stem
+            try:
+                safe_extract(copied, folder, _mode_bits(artifact))
+            except zipfile.BadZipFile as exc:
+                raise ArtifactError(f"{recipe.name}: {artifact.file_name} is not a valid ZIP: {exc}") from exc
+        elif artifact.unarchive not in ("NONE", ""):
+            raise ArtifactError(
+                f"{recipe.name}: Unarchive {artifact.unarchive} is not supported (NONE or ZIP)"
+            )
+    logger.info("%s %s: installed %d artifact(s) in %s", recipe.name, version, len(files), target)
+    return InstalledArtifacts(target, unarchived, tuple(files))

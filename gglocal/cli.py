@@ -1,0 +1,164 @@
+"""Command line: ``python -m gglocal deploy|status|config|stop``.
+
+``deploy`` runs in the foreground until SIGINT/SIGTERM or ``gglocal stop``; published IoT Core messages go
+to stdout as JSON lines when no ``--mqtt`` broker is given; logs go to stderr and
+``<root>/logs/greengrass.log``.
+Exit codes: 0 ok, 2 deployment/usage error, 3 the running stand-in could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from gglocal.core import Core
+from gglocal.errors import ControlError, GgLocalError
+from gglocal.outbox import DEFAULT_LIMIT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ROOT = ".gglocal"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gglocal", description="Local stand-in of the Greengrass v2 core."
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    deploy = commands.add_parser("deploy", help="install and run the components of a GDK build dir")
+    deploy.add_argument(
+        "build_dir", nargs="?", type=Path, help="GDK build output (has recipes/ and artifacts/)"
+    )
+    deploy.add_argument("--recipe-dir", type=Path, help="recipes (instead of BUILD_DIR/recipes)")
+    deploy.add_argument("--artifact-dir", type=Path, help="artifacts as <name>/<version>/<file>")
+    deploy.add_argument(
+        "--root", type=Path, default=Path(DEFAULT_ROOT), help="device root (default .gglocal)"
+    )
+    deploy.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker standing in for IoT Core")
+    deploy.add_argument(
+        "--thing-name", default="gglocal-thing", help="AWS_IOT_THING_NAME and {iot:thingName}"
+    )
+    deploy.add_argument("--region", help="AWS_REGION for components (default $AWS_REGION or us-east-1)")
+    deploy.add_argument(
+        "--update-config", metavar="JSON_OR_FILE", help='{"<name>": {"MERGE": {...}, "RESET": [...]}}'
+    )
+    deploy.add_argument(
+        "--only", nargs="+", metavar="NAME", help="deploy only these components (and their deps)"
+    )
+    deploy.add_argument(
+        "--outbox-limit", type=int, default=DEFAULT_LIMIT, help="max messages held while offline"
+    )
+    deploy.add_argument("--verbose", action="store_true", help="echo component output to stderr")
+
+    status = commands.add_parser("status", help="component states of a running stand-in")
+    status.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    config = commands.add_parser("config", help="change a component's configuration at run time")
+    config.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    config.add_argument("--component", required=True)
+    config.add_argument("--merge", metavar="JSON", help="object to merge into the configuration")
+    config.add_argument("--reset", action="append", default=[], metavar="/path", help="JSON pointer to reset")
+
+    stop = commands.add_parser("stop", help="stop a running stand-in")
+    stop.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    return parser
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    if args.build_dir is None and args.recipe_dir is None:
+        logger.error("deploy needs BUILD_DIR or --recipe-dir")
+        return 2
+    core = Core(
+        args.root,
+        mqtt=args.mqtt,
+        thing_name=args.thing_name,
+        region=args.region,
+        verbose=args.verbose,
+        outbox_limit=args.outbox_limit,
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        core.stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        names = core.deploy(
+            args.build_dir,
+            recipe_dir=args.recipe_dir,
+            artifact_dir=args.artifact_dir,
+            update_config=args.update_config,
+            only=args.only,
+        )
+        logger.info("deployed %s; stop with Ctrl-C or: python -m gglocal stop --root %s", names, args.root)
+        while not core.stop_requested.wait(0.5):
+            pass
+        return 0
+    except GgLocalError as exc:
+        logger.error("deployment failed: %s", exc)
+        return 2
+    finally:
+        core.stop()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gglocal.control import send_command
+
+    components = send_command(args.root, {"cmd": "status"})["components"]
+    if args.json:
+        print(json.dumps(components, indent=2))
+        return 0
+    for name, info in components.items():
+        print(f"Component Name: {name}\n    Version: {info['version']}\n    State: {info['state']}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from gglocal.control import send_command
+
+    try:
+        merge = json.loads(args.merge) if args.merge else {}
+    except ValueError as exc:
+        logger.error("--merge is not valid JSON: %s", exc)
+        return 2
+    request = {"cmd": "config", "component": args.component, "merge": merge, "reset": args.reset}
+    print(json.dumps(send_command(args.root, request)["changed"]))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from gglocal.control import send_command
+
+    send_command(args.root, {"cmd": "stop"})
+    return 0
+
+
+def configure_logging(level: str, log_file: Path | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    logging.basicConfig(
+        level=level.upper(), handlers=handlers, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    log_file = args.root / "logs" / "greengrass.log" if args.command == "deploy" else None
+    configure_logging(args.log_level, log_file)
+    commands = {"deploy": _deploy, "status": _status, "config": _config, "stop": _stop}
+    try:
+        return commands[args.command](args)
+    except ControlError as exc:
+        logger.error("%s", exc)
+        return 3

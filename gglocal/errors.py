@@ -1,0 +1,52 @@
+"""Errors raised by the local Greengrass stand-in (``gglocal``).
+
+All derive from :class:`agent_client.errors.EdgeError` through :class:`GgLocalError`:
+
+    GgLocalError
+    +-- FramingError        malformed event-stream frame (bad CRC, length, header type); connection closed
+    +-- IpcOperationError   a modeled IPC error (UnauthorizedError, ...) sent to the client
+    +-- RecipeError         unparsable recipe, no manifest for this platform, bad version range
+    +-- DeploymentError     a deployment cannot be carried out (missing or public dependency, unmet version)
+        +-- ArtifactError       artifact missing, digest mismatch, or unsafe archive (zip-slip)
+    +-- ControlError        the control socket of a running stand-in cannot be reached, or a command failed
+"""
+
+from __future__ import annotations
+
+from agent_client.errors import EdgeError
+
+
+class GgLocalError(EdgeError):
+    """Root of the local Greengrass stand-in's errors."""
+
+
+class FramingError(GgLocalError):
+    """An event-stream frame is malformed: CRC mismatch, impossible lengths, unknown header type."""
+
+
+class IpcOperationError(GgLocalError):
+    """A modeled Greengrass IPC error to send back to the client as APPLICATION_ERROR.
+
+    ``error_name`` is the model shape, e.g. ``UnauthorizedError``; ``message`` is what the client sees.
+    """
+
+    def __init__(self, error_name: str, message: str) -> None:
+        super().__init__(f"{error_name}: {message}")
+        self.error_name = error_name
+        self.message = message
+
+
+class RecipeError(GgLocalError):
+    """A recipe is malformed, matches no manifest for this platform, or holds an invalid version range."""
+
+
+class DeploymentError(GgLocalError):
+    """A deployment cannot be carried out; the message says which component and how to fix it."""
+
+
+class ArtifactError(DeploymentError):
+    """An artifact is missing from the artifact dir, fails its digest check, or is an unsafe archive."""
+
+
+class ControlError(GgLocalError):
+    """The control socket of a running stand-in cannot be reached, or it refused a command."""

@@ -1,0 +1,70 @@
+"""The IoT Core seam: what IPC handlers need from "the cloud"; the stdout stand-in used without a broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
+
+IotDelivery = Callable[["IotMessage"], None]
+
+
+@dataclass(frozen=True)
+class IotMessage:
+    """One MQTT message to or from IoT Core."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+class IotCore(Protocol):
+    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def publish(self, message: IotMessage) -> None: ...
+
+    def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]: ...
+
+
+def message_as_json(message: IotMessage) -> dict[str, Any]:
+    """JSON form of a message: ``payload`` as UTF-8 text, or ``payloadBase64`` when it is not text."""
+    line: dict[str, Any] = {"topic": message.topic, "qos": message.qos, "retain": message.retain}
+    try:
+        line["payload"] = message.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        line["payloadBase64"] = base64.b64encode(message.payload).decode()
+    return line
+
+
+class StdoutIotCore:
+    """No broker configured: print each published message as one JSON line on stdout; nothing ever arrives."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.published = 0
+
+    def start(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        return None
+
+    def publish(self, message: IotMessage) -> None:
+        stream = self._stream or sys.stdout
+        with self._lock:
+            stream.write(json.dumps(message_as_json(message)) + "\n")
+            stream.flush()
+            self.published += 1
+
+    def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
+        return lambda: None

@@ -1,0 +1,139 @@
+"""Lifecycle script processes: spawn ``sh -c`` in its own process group, copy output to the component log,
+and stop a whole process group (SIGTERM, then SIGKILL after a grace period)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO
+
+logger = logging.getLogger(__name__)
+
+PUMP_JOIN_S = 2.0
+
+
+class ComponentLog:
+    """``<root>/logs/<name>.log`` in the nucleus' line format; optionally echoed to our stderr."""
+
+    def __init__(self, path: Path, component: str, *, echo: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.component = component
+        self.echo = echo
+        self._lock = threading.Lock()
+
+    def write(self, stream: str, line: str, *, step: str, state: str) -> None:
+        """One line of a script's stdout (INFO) or stderr (WARN)."""
+        level = "INFO" if stream == "stdout" else "WARN"
+        self._append(level, "Copier", f"{stream}. {line}", step, state, echo=True)
+
+    def event(self, text: str, *, step: str, state: str) -> None:
+        """A lifecycle event (script started or exited), as the nucleus notes it in the component log."""
+        self._append("INFO", "gglocal", text, step, state, echo=False)
+
+    def _append(self, level: str, thread: str, message: str, step: str, state: str, *, echo: bool) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        text = (
+            f"{stamp} [{level}] ({thread}) {self.component}: {message}. "
+            f"{{scriptName=services.{self.component}.lifecycle.{step}, serviceName={self.component}, "
+            f"currentState={state}}}\n"
+        )
+        line = message.split(". ", 1)[-1]
+        with self._lock:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+            if self.echo and echo:
+                sys.stderr.write(f"[{self.component}] {line}\n")
+                sys.stderr.flush()
+
+
+class ScriptProcess:
+    """One running lifecycle script with its output pumps."""
+
+    def __init__(
+        self,
+        script: str,
+        *,
+        step: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        log: ComponentLog,
+        state_of: Callable[[], str],
+    ) -> None:
+        self.step = step
+        self._log = log
+        self._state_of = state_of
+        self._exit_logged = False
+        self.popen = subprocess.Popen(
+            ["sh", "-c", script],
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._pumps = [
+            threading.Thread(
+                target=self._pump, args=(pipe, name), daemon=True, name=f"{log.component}-{name}"
+            )
+            for pipe, name in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr"))
+        ]
+        for pump in self._pumps:
+            pump.start()
+        log.event(
+            f"shell-runner-start. pid={self.popen.pid}, command={script!r}", step=step, state=state_of()
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _pump(self, pipe: IO[bytes] | None, name: str) -> None:
+        if pipe is None:
+            return
+        with pipe:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                self._log.write(name, line, step=self.step, state=str(self._state_of()))
+
+    def poll(self, timeout: float) -> int | None:
+        """Wait up to ``timeout`` s; the exit code, or None while it runs."""
+        try:
+            code = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        for pump in self._pumps:
+            pump.join(PUMP_JOIN_S)
+        if not self._exit_logged:
+            self._exit_logged = True
+            self._log.event(f"shell-runner-exit. exitCode={code}", step=self.step, state=self._state_of())
+        return code
+
+    def terminate(self, grace_s: float) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; returns the exit code."""
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            code = self.poll(0.05)
+            if code is not None:
+                self._signal_group(signal.SIGKILL)  # leftovers in the group
+                return code
+        logger.warning(
+            "%s %s did not stop within %.1f s; killing it", self._log.component, self.step, grace_s
+        )
+        self._signal_group(signal.SIGKILL)
+        return self.poll(grace_s)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
