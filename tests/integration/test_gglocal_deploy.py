@@ -19,7 +19,7 @@ import pytest
 from gglocal import ComponentState, Core, DeploymentError, RestartPolicy
 
 if TYPE_CHECKING:
-    from tests.gglocal_fixtures import Mosquitto, MqttSubscriber
+    from tests.mqtt_broker import Mosquitto, MqttSubscriber
 
 pytest_plugins = ["tests.gglocal_fixtures"]
 pytestmark = pytest.mark.integration

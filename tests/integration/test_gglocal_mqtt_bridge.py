@@ -15,7 +15,7 @@ from gglocal.outbox import Outbox
 from gglocal.server import IpcServer
 
 if TYPE_CHECKING:
-    from tests.gglocal_fixtures import Mosquitto, MqttSubscriber
+    from tests.mqtt_broker import Mosquitto, MqttSubscriber
 
 pytest_plugins = ["tests.gglocal_fixtures"]
 pytestmark = pytest.mark.integration
