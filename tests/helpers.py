@@ -58,6 +58,18 @@ def agent_process(socket: Path, models_root: Path, *extra: str) -> Iterator[subp
         stop_process(proc)
 
 
+def run_module(module: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`python -m module args` from the project root, to completion, with its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def start_agent(socket: Path, models_root: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(

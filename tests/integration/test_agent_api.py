@@ -214,7 +214,6 @@ def test_socket_is_owner_only_and_health_says_serving(agent: AgentServer) -> Non
 
 
 def test_nothing_listening_is_unavailable_within_the_deadline(socket_path: Path) -> None:
-
     with AgentClient(socket_path, ClientOptions(timeout=1.0, retries=2, backoff=0.05)) as c:
         started = time.monotonic()
         with pytest.raises(AgentUnavailableError, match="is the agent running"):

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent_client import AgentClient, ClientOptions
 
-from ..helpers import ROOT, agent_process, stop_process
+from ..helpers import agent_process, run_module, stop_process
 
 pytestmark = pytest.mark.integration
 
 
 def test_sigterm_stops_gracefully_and_removes_the_socket(socket_path: Path, models_root: Path) -> None:
-
     with agent_process(socket_path, models_root, "--load", "tiny=tiny") as proc:
         with AgentClient(socket_path, ClientOptions(timeout=5)) as client:
             assert [m.name for m in client.list_models()] == ["tiny"]
@@ -28,16 +24,8 @@ def test_sigterm_stops_gracefully_and_removes_the_socket(socket_path: Path, mode
 
 
 def test_a_second_agent_on_a_live_socket_refuses_to_start(socket_path: Path, models_root: Path) -> None:
-
     with agent_process(socket_path, models_root):
-        second = subprocess.run(
-            [sys.executable, "-m", "agent", "--socket", str(socket_path), "--models-root", str(models_root)],
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        second = run_module("agent", "--socket", str(socket_path), "--models-root", str(models_root))
         assert second.returncode == 2
         assert "another process is serving" in second.stderr
         with AgentClient(socket_path, ClientOptions(timeout=5)) as client:
@@ -45,7 +33,6 @@ def test_a_second_agent_on_a_live_socket_refuses_to_start(socket_path: Path, mod
 
 
 def test_a_stale_socket_file_left_by_a_dead_agent_is_replaced(socket_path: Path, models_root: Path) -> None:
-
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(socket_path))
     dead.close()  # the file stays, nothing listens: what a SIGKILLed agent leaves behind
@@ -57,21 +44,6 @@ def test_a_stale_socket_file_left_by_a_dead_agent_is_replaced(socket_path: Path,
 
 
 def test_bad_options_exit_with_a_message(socket_path: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "--socket",
-            str(socket_path),
-            "--models-root",
-            str(tmp_path / "no"),
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_module("agent", "--socket", str(socket_path), "--models-root", str(tmp_path / "no"))
     assert result.returncode == 2
     assert "is not a folder; pass --models-root" in result.stderr
