@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,7 @@ def component_pipeline(threads: int, frames: int) -> list:
     finally:
         agent.terminate()
         agent.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:
