@@ -66,12 +66,44 @@ def test_a_valid_manifest_loads(folder: Path) -> None:
         (lambda d: d.update(file="../model.onnx"), "file: must be a file name inside the model folder"),
         (lambda d: d.update(sha256="XYZ"), "sha256: must be 64 lower-case hex digits"),
         (lambda d: d.update(schema_version=2), "schema_version: must be 1"),
+        (lambda d: d.update(schema_version=True), "schema_version: must be 1"),
+        (lambda d: d["input"].update(extra=1), r"input: unknown key\(s\) \['extra'\]"),
+        (lambda d: d["input"].update(shape=[1, 224, 224, 3]), "does not fit a NCHW RGB image"),
+        (lambda d: d["input"].update(dtype="float128"), "input.dtype: must be one of"),
+        (lambda d: d["preprocess"].update(resample="lanczos"), "preprocess.resample: must be one of"),
+        (lambda d: d["preprocess"].update(mean=[127, 127]), "preprocess.mean: must be a list of 3 numbers"),
+        (
+            lambda d: d["preprocess"].update(crop=[224, "224"]),
+            "preprocess.crop: must be a list of 2 positive",
+        ),
+        (lambda d: d["output"].update(classes=0), "output.classes: must be a positive integer"),
+        (lambda d: d.update(format="tflite"), "format: must be one of onnx, neo"),
+        (lambda d: d.update(labels=".."), "labels: must be a file name inside the model folder"),
+        (lambda d: d.update(provenance="exported by hand"), "provenance: must be a JSON object"),
+        (lambda d: d.update(input=[1, 3, 224, 224]), "input: must be a JSON object"),
     ],
 )
 def test_bad_manifests_name_the_key(folder: Path, change: Any, message: str) -> None:
     edit(folder, change)
-    with pytest.raises(ManifestError, match=message):
+    with pytest.raises(ManifestError, match=message) as raised:
         load_manifest(folder)
+    # every message names the file and says what to do
+    assert str(folder / "manifest.json") in str(raised.value)
+    assert "fix the manifest or re-run `python -m modelprep export`" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"a": 1, "a": 2}', r"key\(s\) \['a'\] given more than once"),
+        ('{"mean": [NaN, 0, 0]}', "NaN is not a number JSON allows"),
+        ("[1, 2]", "manifest: must be a JSON object"),
+    ],
+)
+def test_json_that_is_not_a_plain_object_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(tmp_path)
 
 
 def test_missing_and_malformed_manifests_are_explained(tmp_path: Path) -> None:
@@ -84,14 +116,46 @@ def test_missing_and_malformed_manifests_are_explained(tmp_path: Path) -> None:
 
 def test_a_changed_model_file_fails_the_digest(folder: Path) -> None:
     (folder / "model.onnx").write_bytes(b"another model")
-    with pytest.raises(ManifestError, match="redeploy the model"):
+    digest = hashlib.sha256(b"another model").hexdigest()
+    with pytest.raises(ManifestError, match=f"has SHA-256 {digest}, the manifest says .*redeploy the model"):
         verify_sha256(load_manifest(folder))
+
+
+def test_the_digest_is_streamed_over_files_larger_than_one_block(folder: Path) -> None:
+    data = bytes(range(256)) * 9000  # 2.2 MiB: three 1 MiB blocks
+    (folder / "model.onnx").write_bytes(data)
+    edit(folder, lambda d: d.update(sha256=hashlib.sha256(data).hexdigest()))
+    verify_sha256(load_manifest(folder))
 
 
 def test_a_label_count_that_does_not_fit_the_model_is_refused(folder: Path) -> None:
     (folder / "labels.txt").write_text("cat\ndog\n")
     with pytest.raises(ManifestError, match="has 2 labels but the model has 3 classes"):
         load_labels(load_manifest(folder))
+
+
+def test_a_blank_label_line_is_refused_rather_than_shifting_the_classes(folder: Path) -> None:
+    (folder / "labels.txt").write_text("cat\n\ndog\ncup\n")
+    with pytest.raises(ManifestError, match="line 2 is blank"):
+        load_labels(load_manifest(folder))
+
+
+def test_labels_are_utf8_with_or_without_a_final_newline(folder: Path) -> None:
+    (folder / "labels.txt").write_bytes("café\r\ndog\r\nçup".encode())
+    assert load_labels(load_manifest(folder)) == ("café", "dog", "çup")
+    (folder / "labels.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ManifestError, match="UTF-8"):
+        load_labels(load_manifest(folder))
+
+
+def test_a_missing_labels_or_model_file_is_explained(folder: Path) -> None:
+    manifest = load_manifest(folder)
+    (folder / "labels.txt").unlink()
+    (folder / "model.onnx").unlink()
+    with pytest.raises(ManifestError, match="cannot read the labels file"):
+        load_labels(manifest)
+    with pytest.raises(ManifestError, match="cannot read the model file"):
+        verify_sha256(manifest)
 
 
 def test_the_bundled_model_folder_copies_cleanly(tmp_path: Path) -> None:
