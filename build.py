@@ -16,7 +16,11 @@ agent. Placeholders filled here:
     @VERSION_RANGE@            ">=<version> <<major + 1>.0.0", for dependencies on our own components
     @DIGEST@                   base64 SHA-256 of the zip the artifact URI names
     @INSTALL_VENV@             recipes/install-venv.sh, the once-only virtualenv install
-    "architecture": "@ARCH@"   repeats that manifest for linux amd64 and aarch64
+    "architecture": "@ARCH@"   repeats that manifest for linux amd64 and aarch64 (and fills @ARCH@ in it)
+
+The model component ships edgeclassifier.Model.EfficientNetLite0.zip (ONNX FP32, the default, and ONNX INT8)
+on every platform, plus the Neo-format folder compiled for the device's architecture,
+edgeclassifier.Model.EfficientNetLite0.Neo-<amd64|aarch64>.zip, selected by the platform's manifest.
 
 Zips are deterministic: sorted entries dated 1980-01-01, modes 0644 (files) and 0755 (folders), no caches or
 hidden files, safe relative names; symlinks may point inside the project only. Every recipe is validated
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import io
 import json
 import os
@@ -144,19 +149,41 @@ def agent_files(root: Path) -> Files:
     ]
 
 
-def model_files(root: Path) -> Files:
-    """efficientnet-lite0/: the whole model folder, which must hold model.onnx, manifest.json, labels.txt."""
-    folder = root / "artifacts" / "models" / "efficientnet-lite0"
-    for name in ("model.onnx", "manifest.json", "labels.txt"):
+MODELS = Path("artifacts", "models")
+# Greengrass architecture -> the folder `python -m modelprep neo --target` writes for it.
+NEO_TARGETS = {"amd64": "x86_64", "aarch64": "aarch64"}
+
+
+def _model_folder(root: Path, source: str, prefix: str, required: tuple[str, ...]) -> Files:
+    folder = root / MODELS / source
+    for name in (*required, "manifest.json", "labels.txt"):
         _inside(root, folder / name)
-    return tree(root, folder, "efficientnet-lite0")
+    return tree(root, folder, prefix)
+
+
+def model_files(root: Path) -> Files:
+    """The platform-neutral ONNX packages: efficientnet-lite0/ (FP32, the default the inference component
+    runs) and efficientnet-lite0-int8/ (static QDQ INT8), each with model.onnx, manifest.json, labels.txt."""
+    return [
+        *_model_folder(root, "efficientnet-lite0", "efficientnet-lite0", ("model.onnx",)),
+        *_model_folder(root, "efficientnet-lite0-int8", "efficientnet-lite0-int8", ("model.onnx",)),
+    ]
+
+
+def neo_files(root: Path, architecture: str) -> Files:
+    """efficientnet-lite0-neo/: the Neo-format folder compiled for architecture (for the DLR backend)."""
+    source = f"efficientnet-lite0-neo-{NEO_TARGETS[architecture]}"
+    required = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta")
+    return _model_folder(root, source, "efficientnet-lite0-neo", required)
 
 
 # The zip an artifact URI names -> what goes in it. A zip unpacks to {artifacts:decompressedPath}/<name>/.
+# The model's Neo zip differs per platform: its manifest for each architecture names its own.
 ZIPS: dict[str, Callable[[Path], Files]] = {
     f"{INFERENCE}.zip": inference_files,
     f"{AGENT}.zip": agent_files,
     f"{MODEL}.zip": model_files,
+    **{f"{MODEL}.Neo-{arch}.zip": functools.partial(neo_files, architecture=arch) for arch in NEO_TARGETS},
 }
 
 

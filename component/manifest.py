@@ -10,16 +10,21 @@ Schema (version 1); every key is required, unknown keys are rejected:
      "output": {"name": str, "kind": "logits"|"probabilities", "classes": int},
      "labels": "labels.txt",                                       # one name per line, in output order
      "provenance": {...}}                                          # free-form, for people
+
+`file` is the model file and `sha256` its digest: model.onnx for "onnx" folders; for "neo" folders (Neo or
+`python -m modelprep neo` output: compiled.so, compiled_model.json, compiled.params, compiled.meta) it is
+compiled.so, the compiled kernels, and provenance.sha256 lists the digests of all four files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agent_client.errors import ManifestError
 
@@ -100,7 +105,7 @@ class _Reader:
             self.fail(where or "manifest", f"missing key(s) {sorted(missing)}")
         self.data: dict[str, Any] = data
 
-    def fail(self, key: str, problem: str) -> None:
+    def fail(self, key: str, problem: str) -> NoReturn:
         raise ManifestError(
             f"{self.path}: {key}: {problem}; fix the manifest or re-run `python -m modelprep export`"
         )
@@ -132,7 +137,9 @@ class _Reader:
         if (
             not isinstance(value, list)
             or len(value) != 3
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in value
+            )
             or (positive and not all(v > 0 for v in value))
         ):
             self.fail(
@@ -150,26 +157,47 @@ class _Reader:
         return _Reader(self.path, self.data[key], self.key(key), keys)
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise ValueError(f"key(s) {repeated} given more than once")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def load_manifest(folder: Path) -> ModelManifest:
     """Reads and validates folder/manifest.json; ManifestError says which key is wrong and how."""
     path = folder / MANIFEST_FILE
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(
+            path.read_text(encoding="utf-8"),
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constant,
+        )
     except FileNotFoundError:
         raise ManifestError(
             f"{path} does not exist; ModelPath must be a model folder with a manifest.json"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         raise ManifestError(f"{path} cannot be read as JSON: {exc}") from exc
     top = _Reader(path, data, "", _KEYS)
-    if data["schema_version"] != SCHEMA_VERSION:
-        top.fail("schema_version", f"must be {SCHEMA_VERSION}, got {data['schema_version']!r}")
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
+        top.fail(
+            "schema_version", f"must be {SCHEMA_VERSION}, got {version!r}; this component reads schema 1"
+        )
     sha256 = top.text("sha256")
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         top.fail("sha256", "must be 64 lower-case hex digits")
     for key in ("file", "labels"):
-        if Path(top.text(key)).name != data[key]:
+        if Path(top.text(key)).name != data[key] or data[key] in (".", ".."):
             top.fail(key, "must be a file name inside the model folder, not a path")
+    if not isinstance(data["provenance"], dict):
+        top.fail("provenance", f"must be a JSON object (free-form, for people), got {data['provenance']!r}")
     inp = top.child("input", _INPUT_KEYS)
     pre = top.child("preprocess", _PREPROCESS_KEYS)
     out = top.child("output", _OUTPUT_KEYS)
@@ -210,12 +238,17 @@ def load_manifest(folder: Path) -> ModelManifest:
 
 
 def load_labels(manifest: ModelManifest) -> tuple[str, ...]:
-    """The class names, one per line of the labels file; their count must equal output.classes."""
+    """The class names, one per line of the labels file (UTF-8, no blank lines, class id = line number - 1);
+    their count must equal output.classes."""
     path = manifest.folder / manifest.labels_file
     try:
-        labels = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as exc:
-        raise ManifestError(f"cannot read the labels file {path}: {exc}") from exc
+        labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read the labels file {path} (UTF-8 text): {exc}") from exc
+    if "" in labels:  # a blank line would shift every later class id onto the wrong name
+        raise ManifestError(
+            f"{path}: line {labels.index('') + 1} is blank; give every class a name, one per line"
+        )
     if len(labels) != manifest.num_classes:
         raise ManifestError(
             f"{path} has {len(labels)} labels but the model has {manifest.num_classes} classes; "

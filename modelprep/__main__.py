@@ -5,6 +5,9 @@ Needs requirements/modelprep.txt (torch, CPU build) in its own virtual environme
 python -m modelprep export --out artifacts/models/efficientnet-lite0
 python -m modelprep images --out artifacts/images
 python -m modelprep verify artifacts/models/efficientnet-lite0
+python -m modelprep quantize --out artifacts/models/efficientnet-lite0-int8
+python -m modelprep neo --target x86_64 --out artifacts/models/efficientnet-lite0-neo-x86_64
+python -m modelprep neo --target aarch64 --out artifacts/models/efficientnet-lite0-neo-aarch64
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     images.add_argument("--out", type=Path, default=Path("artifacts/images"))
     verify = commands.add_parser("verify", help="check a model folder's manifest, digest and labels")
     verify.add_argument("folder", type=Path)
+    quantize = commands.add_parser(
+        "quantize", help="ONNX INT8 (static QDQ) from the FP32 folder, checked vs FP32"
+    )
+    quantize.add_argument("--fp32", type=Path, default=Path("artifacts/models/efficientnet-lite0"))
+    quantize.add_argument("--out", type=Path, default=Path("artifacts/models/efficientnet-lite0-int8"))
+    neo = commands.add_parser("neo", help="Neo-format folder for DLR, compiled with TVM (Relay) for a target")
+    neo.add_argument("--target", choices=("x86_64", "aarch64"), required=True)
+    neo.add_argument("--fp32", type=Path, default=Path("artifacts/models/efficientnet-lite0"))
+    neo.add_argument("--out", type=Path, help="default: artifacts/models/efficientnet-lite0-neo-<target>")
+    neo.add_argument(
+        "--tvm-python", type=Path, help="Python 3.10 with requirements/tvm.txt (default .venv-tvm)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -35,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         from .export import write_model_folder
 
         write_model_folder(args.out)
+    elif args.command == "quantize":
+        from .quantize import quantize as quantize_folder
+
+        quantize_folder(args.fp32, args.out)
+    elif args.command == "neo":
+        from .neo import DEFAULT_TVM_PYTHON, write_neo_folder
+
+        out = args.out or Path(f"artifacts/models/efficientnet-lite0-neo-{args.target}")
+        write_neo_folder(args.fp32, args.target, out, args.tvm_python or DEFAULT_TVM_PYTHON)
     elif args.command == "images":
         from .images import write_images
 

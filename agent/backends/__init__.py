@@ -55,6 +55,8 @@ def register(entry: BackendEntry) -> None:
     _REGISTRY[entry.name] = entry
 
 
+# detect() asks in this order: a Neo-compiled folder is recognised by three named files, before any *.onnx.
+register(BackendEntry("dlr", "agent.backends.dlr_backend", "dlr"))
 register(BackendEntry("onnxruntime", "agent.backends.onnxruntime_backend", "onnx"))
 
 

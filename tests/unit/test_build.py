@@ -29,6 +29,7 @@ _spec.loader.exec_module(build)
 INFERENCE, INFERENCE_SME, MODEL, AGENT = build.INFERENCE, build.INFERENCE_SME, build.MODEL, build.AGENT
 RESULT_TOPIC = "gg/sageMakerEdgeManager/image-classification"
 STATUS_TOPIC = "edgeclassifier/status/+"
+NEO_FILES = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta")
 INFERENCE_DEFAULTS = {
     "ImageDirectory": "",
     "ImageName": "",
@@ -69,6 +70,14 @@ def make_project(root: Path) -> Path:
         "artifacts/models/efficientnet-lite0/model.onnx": "onnx-bytes",
         "artifacts/models/efficientnet-lite0/manifest.json": '{"name": "efficientnet-lite0"}\n',
         "artifacts/models/efficientnet-lite0/labels.txt": "tench\ngoldfish\n",
+        "artifacts/models/efficientnet-lite0-int8/model.onnx": "int8-bytes",
+        "artifacts/models/efficientnet-lite0-int8/manifest.json": '{"name": "efficientnet-lite0-int8"}\n',
+        "artifacts/models/efficientnet-lite0-int8/labels.txt": "tench\ngoldfish\n",
+        **{
+            f"artifacts/models/efficientnet-lite0-neo-{target}/{file}": f"{target} {file}"
+            for target in ("x86_64", "aarch64")
+            for file in (*NEO_FILES, "manifest.json", "labels.txt")
+        },
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +138,7 @@ def test_two_builds_are_byte_identical_whatever_the_file_dates_and_modes(
     build.build(copy, tmp_path / "b")
     first, second = snapshot(tmp_path / "a"), snapshot(tmp_path / "b")
     assert first == second
-    assert len(first) == 8
+    assert len(first) == 10
     assert all(data.endswith(b"}\n") for name, data in first.items() if name.endswith(".json"))
 
 
@@ -139,6 +148,8 @@ def test_writes_a_recipe_per_component_and_its_zip_under_name_and_version(out: P
         f"artifacts/{INFERENCE}/1.0.0/{INFERENCE}.zip",
         f"artifacts/{INFERENCE_SME}/1.0.0/{INFERENCE}.zip",
         f"artifacts/{MODEL}/1.0.0/{MODEL}.zip",
+        f"artifacts/{MODEL}/1.0.0/{MODEL}.Neo-amd64.zip",
+        f"artifacts/{MODEL}/1.0.0/{MODEL}.Neo-aarch64.zip",
         f"recipes/{AGENT}-1.0.0.json",
         f"recipes/{INFERENCE}-1.0.0.json",
         f"recipes/{INFERENCE_SME}-1.0.0.json",
@@ -189,7 +200,15 @@ def test_every_recipe_targets_linux_amd64_and_aarch64_with_one_lifecycle(out: Pa
             {"os": "linux", "architecture": "aarch64"},
         ]
         assert manifests[0]["Lifecycle"] == manifests[1]["Lifecycle"]
-        assert manifests[0]["Artifacts"] == manifests[1]["Artifacts"]
+        if name != MODEL:
+            assert manifests[0]["Artifacts"] == manifests[1]["Artifacts"]
+
+
+def test_the_model_selects_the_neo_package_of_each_platform_beside_the_common_onnx_one(out: Path) -> None:
+    for manifest in recipe(out, MODEL)["Manifests"]:
+        arch = manifest["Platform"]["architecture"]
+        files = [a["URI"].rsplit("/", 1)[1] for a in manifest["Artifacts"]]
+        assert files == [f"{MODEL}.zip", f"{MODEL}.Neo-{arch}.zip"]
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -312,14 +331,18 @@ def test_model_is_readable_by_every_user_and_runs_nothing(out: Path) -> None:
     model = recipe(out, MODEL)
     for manifest in model["Manifests"]:
         assert manifest["Lifecycle"] == {}
-        assert [a["Permission"] for a in manifest["Artifacts"]] == [{"Read": "ALL", "Execute": "NONE"}]
+        assert [a["Permission"] for a in manifest["Artifacts"]] == [{"Read": "ALL", "Execute": "NONE"}] * 2
     for name in (AGENT, INFERENCE):
         assert recipe(out, name)["Manifests"][0]["Artifacts"][0]["Permission"] == {
             "Read": "OWNER",
             "Execute": "NONE",
         }
+    unarchived = f"/greengrass/v2/packages/artifacts-unarchived/{MODEL}/1.0.0"
     assert model["ComponentConfiguration"]["DefaultConfiguration"] == {
-        "ModelPath": f"/greengrass/v2/packages/artifacts-unarchived/{MODEL}/1.0.0/{MODEL}/efficientnet-lite0"
+        "ModelPath": f"{unarchived}/{MODEL}/efficientnet-lite0",
+        "Int8ModelPath": f"{unarchived}/{MODEL}/efficientnet-lite0-int8",
+        "NeoModelPathAmd64": f"{unarchived}/{MODEL}.Neo-amd64/efficientnet-lite0-neo",
+        "NeoModelPathAarch64": f"{unarchived}/{MODEL}.Neo-aarch64/efficientnet-lite0-neo",
     }
 
 
@@ -356,12 +379,28 @@ def test_model_zip_unpacks_to_the_model_folder(out: Path) -> None:
             "efficientnet-lite0/labels.txt",
             "efficientnet-lite0/manifest.json",
             "efficientnet-lite0/model.onnx",
+            "efficientnet-lite0-int8/",
+            "efficientnet-lite0-int8/labels.txt",
+            "efficientnet-lite0-int8/manifest.json",
+            "efficientnet-lite0-int8/model.onnx",
         ]
         assert json.loads(archive.read("efficientnet-lite0/manifest.json")) == {"name": "efficientnet-lite0"}
 
 
+@pytest.mark.parametrize(("arch", "target"), [("amd64", "x86_64"), ("aarch64", "aarch64")])
+def test_each_neo_zip_unpacks_the_folder_compiled_for_its_platform(out: Path, arch: str, target: str) -> None:
+    with zip_of(out, MODEL, f"{MODEL}.Neo-{arch}.zip") as archive:
+        names = sorted((*NEO_FILES, "labels.txt", "manifest.json"))
+        assert archive.namelist() == [
+            "efficientnet-lite0-neo/",
+            *(f"efficientnet-lite0-neo/{n}" for n in names),
+        ]
+        assert archive.read("efficientnet-lite0-neo/compiled.so") == f"{target} compiled.so".encode()
+
+
 def test_zip_entries_are_sorted_dated_1980_with_fixed_modes(out: Path) -> None:
-    for name, file in ((INFERENCE, f"{INFERENCE}.zip"), (AGENT, f"{AGENT}.zip"), (MODEL, f"{MODEL}.zip")):
+    zips = [(INFERENCE, f"{INFERENCE}.zip"), (AGENT, f"{AGENT}.zip"), (MODEL, f"{MODEL}.zip")]
+    for name, file in [*zips, (MODEL, f"{MODEL}.Neo-amd64.zip"), (MODEL, f"{MODEL}.Neo-aarch64.zip")]:
         with zip_of(out, name, file) as archive:
             infos = archive.infolist()
             assert [i.filename.rstrip("/").split("/") for i in infos] == sorted(
@@ -630,7 +669,9 @@ def pins(name: str) -> list[tuple[str, str, str]]:
     for line in (ROOT / "requirements" / name).read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             match = re.fullmatch(
-                r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)(?:; (python_version [<>]=? \"3\.\d+\"))?", line
+                r"([A-Za-z0-9_.-]+)==([0-9][0-9A-Za-z.]*)"
+                r"(?:; (python_version [<>]=? \"3\.\d+\"|platform_machine == \"(?:x86_64|aarch64)\"))?",
+                line,
             )
             assert match, f"{name}: {line!r} is not an exact pin"
             found.append((match[1].lower(), match[2], match[3] or ""))
@@ -663,7 +704,7 @@ AGENT_NEEDS = {
     ("name", "needed", "absent"),
     [
         ("component.txt", COMPONENT_NEEDS, {"onnxruntime", "grpcio-health-checking"}),
-        ("agent.txt", AGENT_NEEDS | {"typing-extensions"}, {"pillow", "awsiotsdk", "pydantic"}),
+        ("agent.txt", AGENT_NEEDS | {"typing-extensions", "dlr"}, {"pillow", "awsiotsdk", "pydantic"}),
     ],
 )
 def test_device_requirements_are_exact_pins_of_what_the_tests_run_with(

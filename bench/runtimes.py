@@ -1,0 +1,162 @@
+"""Runtime x precision x threads table for the model packages: median latency, peak RSS, artifact size.
+
+    .venv/bin/python bench/runtimes.py [--runs 100] [--threads 1 2] [--markdown]
+
+Each cell runs in a fresh process (so that peak RSS is that runtime's alone) which loads the package through
+the agent's own backend registry (agent.backends.detect: ONNX Runtime or DLR, as the agent would pick),
+checks top-1 against ONNX Runtime FP32 on the five bundled images, then times `runs` predictions of one
+preprocessed frame after 10 warm-ups. Artifact size = the package's files without manifest and labels.
+A package whose runtime is missing or was compiled for another CPU is reported, not fatal.
+Numbers, not assertions: this is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "artifacts" / "models"
+IMAGES = ROOT / "artifacts" / "images"
+REFERENCE = MODELS / "efficientnet-lite0"
+PACKAGES = (
+    ("onnxruntime", "FP32", "efficientnet-lite0"),
+    ("onnxruntime", "INT8 QDQ", "efficientnet-lite0-int8"),
+    ("dlr", "FP32 (TVM)", f"efficientnet-lite0-neo-{platform.machine()}"),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    runtime: str
+    precision: str
+    threads: int
+    median_ms: float | None
+    peak_rss_mb: float | None
+    size_mb: float
+    agreement: str
+
+
+def package_size_mb(folder: Path) -> float:
+    skip = {"manifest.json", "labels.txt"}
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.name not in skip) / 1e6
+
+
+def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
+    """In the worker process: load through the agent's backends, check top-1 vs FP32, time, report RSS."""
+    import numpy as np
+
+    from agent import backends
+    from component.manifest import load_manifest
+    from component.preprocess import Preprocessor, decode_image
+
+    manifest = load_manifest(folder)
+    preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
+    frames = {p.name: preprocess(decode_image(p)) for p in sorted(IMAGES.glob("*.jpg"))}
+    reference = json.loads(os.environ["BENCH_REFERENCE_TOP1"]) if "BENCH_REFERENCE_TOP1" in os.environ else {}
+    session = backends.detect(folder).load(folder, threads)
+    name = manifest.input.name
+    top1 = {image: int(np.argmax(session.run({name: x})[0])) for image, x in frames.items()}
+    frame = frames["chelsea.jpg"]
+    for _ in range(10):
+        session.run({name: frame})
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run({name: frame})
+        times.append((time.perf_counter() - started) * 1000)
+    session.close()
+    agree = sum(top1[image] == reference.get(image) for image in top1)
+    return {
+        "median_ms": statistics.median(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "top1": top1,
+        "agreement": f"{agree}/{len(top1)}" if reference else "reference",
+    }
+
+
+def run_cell(folder: Path, threads: int, runs: int, reference: dict[str, int] | None) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ORT_DISABLE_TELEMETRY="1")
+    if reference is not None:
+        env["BENCH_REFERENCE_TOP1"] = json.dumps(reference)
+    command = [sys.executable, __file__, "--worker", str(folder), "--threads", str(threads)]
+    done = subprocess.run(
+        [*command, "--runs", str(runs)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": last}
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def table(cells: list[Cell], markdown: bool) -> str:
+    header = ("runtime", "precision", "threads", "median ms", "peak RSS MB", "artifact MB", "top-1 vs FP32")
+    rows = [
+        (
+            c.runtime,
+            c.precision,
+            str(c.threads),
+            f"{c.median_ms:.2f}" if c.median_ms is not None else "-",
+            f"{c.peak_rss_mb:.0f}" if c.peak_rss_mb is not None else "-",
+            f"{c.size_mb:.1f}",
+            c.agreement,
+        )
+        for c in cells
+    ]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in [header, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/runtimes.py", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.threads[0], args.runs)))
+        return 0
+    reference: dict[str, int] | None = None
+    cells = []
+    for runtime, precision, name in PACKAGES:
+        folder = MODELS / name
+        for threads in args.threads:
+            if not folder.is_dir():
+                cells.append(Cell(runtime, precision, threads, None, None, 0.0, f"missing {name}"))
+                continue
+            result = run_cell(folder, threads, args.runs, reference)
+            if "error" in result:
+                cells.append(
+                    Cell(runtime, precision, threads, None, None, package_size_mb(folder), result["error"])
+                )
+                continue
+            if reference is None:
+                reference = result["top1"]
+            agreement = "reference" if folder == REFERENCE else result["agreement"]
+            size = package_size_mb(folder)
+            cells.append(
+                Cell(runtime, precision, threads, result["median_ms"], result["peak_rss_mb"], size, agreement)
+            )
+    print(f"{platform.machine()}, {os.cpu_count()} CPUs, batch 1, 224x224, {args.runs} runs per cell")
+    print(table(cells, args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

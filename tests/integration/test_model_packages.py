@@ -1,0 +1,71 @@
+"""Every committed model package: manifest, SHA-256, labels; the Neo folders' files, ELF machine and meta."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from component.manifest import load_labels, load_manifest, verify_sha256
+from modelprep.export import sha256_of
+
+from ..helpers import ROOT
+
+pytestmark = pytest.mark.integration
+
+MODELS = ROOT / "artifacts" / "models"
+NEO_FILES = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta")
+PACKAGES = {
+    "efficientnet-lite0": "onnx",
+    "efficientnet-lite0-int8": "onnx",
+    "efficientnet-lite0-neo-x86_64": "neo",
+    "efficientnet-lite0-neo-aarch64": "neo",
+}
+ELF_MACHINE = {"x86_64": 62, "aarch64": 183}  # EM_X86_64, EM_AARCH64
+
+
+@pytest.mark.parametrize(("folder", "fmt"), PACKAGES.items())
+def test_each_package_carries_a_valid_manifest_its_digest_and_labels(folder: str, fmt: str) -> None:
+    manifest = load_manifest(MODELS / folder)
+    verify_sha256(manifest)
+    assert manifest.format == fmt
+    assert len(load_labels(manifest)) == 1000
+    assert manifest.input.name == "input" and manifest.input.shape == (1, 3, 224, 224)
+    assert manifest.output_name == "logits"
+    assert (MODELS / folder / "labels.txt").read_bytes() == (
+        MODELS / "efficientnet-lite0" / "labels.txt"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize("target", ELF_MACHINE)
+def test_each_neo_folder_is_a_shared_object_for_its_target_with_graph_params_and_meta(target: str) -> None:
+    folder = MODELS / f"efficientnet-lite0-neo-{target}"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["file"] == "compiled.so"
+    assert manifest["provenance"]["sha256"] == {name: sha256_of(folder / name) for name in NEO_FILES}
+    header = (folder / "compiled.so").read_bytes()[:64]
+    assert header[:4] == b"\x7fELF" and header[4] == 2 and header[5] == 1  # 64-bit, little-endian
+    e_type, e_machine = struct.unpack_from("<HH", header, 16)
+    assert (e_type, e_machine) == (3, ELF_MACHINE[target])  # ET_DYN, the target's machine
+    graph = json.loads((folder / "compiled_model.json").read_text())
+    assert {"nodes", "arg_nodes", "heads", "attrs", "node_row_ptr"} <= set(graph)
+    assert graph["nodes"][graph["arg_nodes"][0]]["name"] == "input"
+    meta = json.loads((folder / "compiled.meta").read_text())
+    assert meta["Model"]["Inputs"] == [{"name": "input", "dtype": "float32", "shape": [1, 3, 224, 224]}]
+    assert [o["name"] for o in meta["Model"]["Outputs"]] == ["logits"]
+    assert (
+        target in meta["Compilation"]["Target"].replace("-", "_")
+        or target in meta["Requirements"]["TargetDevice"]
+    )
+    assert (folder / "compiled.params").stat().st_size > 18_000_000  # the FP32 weights, 4.65 M parameters
+
+
+def test_the_int8_package_is_static_qdq_quantized() -> None:
+    import onnx
+
+    model = onnx.load(str(MODELS / "efficientnet-lite0-int8" / "model.onnx"))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "DynamicQuantizeLinear" not in ops
+    assert (MODELS / "efficientnet-lite0-int8" / "model.onnx").stat().st_size < 6_000_000
