@@ -199,7 +199,10 @@ def test_every_recipe_targets_linux_amd64_and_aarch64_with_one_lifecycle(out: Pa
             {"os": "linux", "architecture": "amd64"},
             {"os": "linux", "architecture": "aarch64"},
         ]
-        assert manifests[0]["Lifecycle"] == manifests[1]["Lifecycle"]
+        lifecycles = [
+            json.dumps(m["Lifecycle"]).replace(m["Platform"]["architecture"], "ARCH") for m in manifests
+        ]
+        assert lifecycles[0] == lifecycles[1]  # the same, but for the platform's own Neo package
         if name != MODEL:
             assert manifests[0]["Artifacts"] == manifests[1]["Artifacts"]
 
@@ -245,7 +248,7 @@ def test_inference_defaults_pass_the_components_own_configuration_check(out: Pat
     assert (config.model_path, config.image_directory) == (Path("/m"), Path("/i"))
 
 
-def test_the_edge_manager_variant_differs_only_in_name_dependency_and_policy_id(out: Path) -> None:
+def test_the_edge_manager_variant_differs_only_in_name_dependency_policy_id_and_neo_model(out: Path) -> None:
     ours, variant = recipe(out, INFERENCE), recipe(out, INFERENCE_SME)
     assert variant["ComponentDependencies"] == {
         MODEL: {"VersionRequirement": ">=1.0.0 <2.0.0", "DependencyType": "HARD"},
@@ -254,13 +257,26 @@ def test_the_edge_manager_variant_differs_only_in_name_dependency_and_policy_id(
             "DependencyType": "HARD",
         },
     }
-    assert variant["Manifests"] == ours["Manifests"]
+    # AWS's agent runs Neo-compiled models only: the variant loads the platform's Neo package
+    for mine, theirs in zip(ours["Manifests"], variant["Manifests"], strict=True):
+        arch = mine["Platform"]["architecture"]
+        run = mine["Lifecycle"]["Run"].replace(
+            f"{MODEL}/efficientnet-lite0'", f"{MODEL}.Neo-{arch}/efficientnet-lite0-neo'"
+        )
+        assert run != mine["Lifecycle"]["Run"]
+        assert theirs == {**mine, "Lifecycle": {**mine["Lifecycle"], "Run": run}}
     policies = [r["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"] for r in (ours, variant)]
     assert [list(p["aws.greengrass.ipc.mqttproxy"]) for p in policies] == [
         [f"{INFERENCE}:mqttproxy:1"],
         [f"{INFERENCE_SME}:mqttproxy:1"],
     ]
-    same = {"ComponentDependencies", "ComponentName", "ComponentDescription", "ComponentConfiguration"}
+    same = {
+        "ComponentDependencies",
+        "ComponentName",
+        "ComponentDescription",
+        "ComponentConfiguration",
+        "Manifests",
+    }
     assert {k: v for k, v in ours.items() if k not in same} == {
         k: v for k, v in variant.items() if k not in same
     }
