@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from agent_client import AgentClient, ClientOptions
@@ -38,11 +37,13 @@ from .classify import RemoteModel
 from .config import ComponentConfig
 from .frames import Classification, Frame
 from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
+from .metrics import Metrics
 from .pipeline import FramePipeline
 from .preprocess import Preprocessor
 from .publishers import Publisher, open_publisher
 from .results import ModelIdentity, to_payload
 from .sources import FrameSource, open_source
+from .status import StatusReporter, default_status_topic
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +53,6 @@ RESTART_KEYS = ("model_path", "model_name", "agent_socket", "publisher", "rpc_ti
 
 # Returns the new configuration when the core reported a change since the last call, else None.
 ConfigUpdates = Callable[[], "ComponentConfig | None"]
-
-
-@dataclass
-class Counters:
-    frames: int = 0
-    classified: int = 0
-    bad_frames: int = 0
-    failed_frames: int = 0
-    agent_outages: int = 0
-    published: int = 0
-    publish_failures: int = 0
-    dropped_results: int = 0
 
 
 class Backoff:
@@ -90,7 +79,10 @@ class InferenceApp:
         self.config = config
         self.stop_event = stop or threading.Event()
         self._updates = updates
-        self.counters = Counters()
+        self.metrics = Metrics()
+        self.counters = self.metrics.counters
+        self.status: StatusReporter | None = None
+        self.state = "STARTING"
         self.manifest: ModelManifest
         self.client: AgentClient
         self.model: RemoteModel
@@ -110,15 +102,18 @@ class InferenceApp:
         self._build_pipeline()
         self._open_source()
         self._open_publisher()
+        self._start_status()
         self.run()
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def close(self) -> None:
-        """Tears down in reverse order; flushes what the outbox still holds."""
+        """Tears down in reverse order; flushes what the outbox still holds, then a last status message."""
         if hasattr(self, "publisher"):
             self._flush_outbox()
+            if self.status is not None and hasattr(self, "identity"):
+                self.status.report("STOPPED", self.identity, str(self.config.source_path))
             self.publisher.close()
         if hasattr(self, "source"):
             self.source.close()
@@ -172,6 +167,16 @@ class InferenceApp:
     def _open_publisher(self) -> None:
         self.publisher = open_publisher(self.config.publisher)
 
+    def _start_status(self) -> None:
+        topic = self.config.status_topic or default_status_topic()
+        self.status = StatusReporter(self.publisher, topic, self.config.status_interval, self.metrics)
+        logger.info("status on %s every %s s", topic, self.config.status_interval)
+
+    def _report_status(self) -> None:
+        if self.status is not None:
+            self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
+            self.status.maybe_report(self.state, self.identity, str(self.config.source_path))
+
     # -- the loop -----------------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -196,6 +201,7 @@ class InferenceApp:
         Configuration updates are applied meanwhile, so a shorter interval takes effect at once."""
         while True:
             self._apply_updates()
+            self._report_status()
             remaining = started + self.config.inference_interval - time.monotonic()
             if remaining <= 0:
                 return not self.stop_event.is_set()
@@ -268,10 +274,12 @@ class InferenceApp:
                 if outage_started is None:
                     outage_started = time.monotonic()
                     self.counters.agent_outages += 1
+                    self.state = "WAITING_FOR_AGENT"
                     logger.warning(
                         "agent unreachable, holding frame %d and retrying: %s", frame.frame_id, exc
                     )
                 self.stop_event.wait(self._backoff.next())
+                self._report_status()
                 continue
             except AgentError as exc:
                 self.counters.failed_frames += 1
@@ -280,7 +288,8 @@ class InferenceApp:
             if outage_started is not None:
                 logger.info("agent back after %.1f s", time.monotonic() - outage_started)
             self._backoff.reset()
-            self.counters.classified += 1
+            self.state = "RUNNING"
+            self.metrics.frame_classified(result.latency)
             return result
         return None
 

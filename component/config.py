@@ -62,12 +62,25 @@ class ComponentConfig(BaseModel):
     publisher: str = Field(
         "auto", alias="Publisher", description="ipc, stdout, or auto (ipc under Greengrass)"
     )
+    status_topic: str = Field(
+        "", alias="StatusTopic", description="health and metrics topic; empty = edgeclassifier/status/<thing>"
+    )
+    status_interval: float = Field(
+        30.0, alias="StatusInterval", ge=0, le=86400, description="seconds between status messages; 0 = none"
+    )
 
     @field_validator("topic")
     @classmethod
     def _topic_is_publishable(cls, value: str) -> str:
         if not value or "+" in value or "#" in value or len(value.encode()) > 256:
             raise ValueError("must be a non-empty MQTT topic without wildcards, at most 256 bytes")
+        return value
+
+    @field_validator("status_topic")
+    @classmethod
+    def _status_topic_is_publishable(cls, value: str) -> str:
+        if "+" in value or "#" in value or len(value.encode()) > 256:
+            raise ValueError("must be an MQTT topic without wildcards, at most 256 bytes (or empty)")
         return value
 
     @field_validator("log_level")

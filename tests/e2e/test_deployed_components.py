@@ -94,7 +94,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     update = {
         AGENT: {"MERGE": {"UnixSocketName": agent_socket}},
         INFERENCE: {
-            "MERGE": {"AgentSocket": agent_socket, "ImageName": "chelsea.jpg", "InferenceInterval": "0.5"}
+            "MERGE": {
+                "AgentSocket": agent_socket,
+                "ImageName": "chelsea.jpg",
+                "InferenceInterval": "0.5",
+                "StatusInterval": "1",
+            }
         },
     }
     root = tmp / "gg"
@@ -148,6 +153,18 @@ def test_the_cat_image_arrives_at_the_broker_with_a_cat_class_first(deployment: 
     assert all(float(r["Score"]) >= 0.3 for r in result["inference-results"])
     status = deployment.gglocal("status", "--json").stdout
     assert '"RUNNING"' in status
+
+
+def test_health_and_metrics_arrive_on_the_status_topic_with_real_numbers(deployment: Deployment) -> None:
+    topic = "edgeclassifier/status/e2e-thing"
+    seen = deployment.wait(on_topic(topic, 2), 30, "two status messages")
+    status = [json.loads(m.payload) for m in seen if m.topic == topic][-1]
+    assert status["state"] == "RUNNING"
+    assert status["model"]["name"] == "efficientnet-lite0" and len(status["model"]["sha256"]) == 64
+    assert 0.5 < status["fps"] < 3  # one frame every 0.5 s
+    assert 0 < status["latency-ms"]["predict"]["p50"] <= status["latency-ms"]["predict"]["p99"]
+    assert status["counters"]["classified"] >= 2 and status["counters"]["model_loads"] == 1
+    assert status["process"]["rss-mb"] > 20
 
 
 def test_every_result_published_while_the_broker_is_down_arrives_after_it_returns(

@@ -48,6 +48,7 @@ class Component:
         )
         self.results: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr: list[str] = []
+        self.statuses: list[dict[str, Any]] = []
         self._readers = [
             threading.Thread(target=self._read_stdout, daemon=True),
             threading.Thread(target=self._read_stderr, daemon=True),
@@ -58,7 +59,11 @@ class Component:
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.results.put(json.loads(line))
+            message = json.loads(line)
+            if message["topic"].startswith("edgeclassifier/status/"):
+                self.statuses.append(message["payload"])
+            else:
+                self.results.put(message)
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -174,6 +179,9 @@ def test_agent_killed_and_restarted_mid_run_the_component_reloads_and_loses_no_f
     )
     assert "loading it again" in comp.log
     assert "stopped: Counters(" in comp.log
+    final = comp.statuses[-1]  # the last status message, sent on SIGTERM
+    assert final["state"] == "STOPPED"
+    assert final["counters"]["agent_outages"] == 1 and final["counters"]["model_loads"] == 2
 
 
 def test_unreadable_images_are_skipped_counted_and_the_rest_classified(

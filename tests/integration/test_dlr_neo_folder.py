@@ -106,7 +106,8 @@ def test_the_component_classifies_the_samples_with_the_neo_folder(socket_path: P
             str(len(images)),
         )
     assert done.returncode == 0, done.stderr
-    results = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    results = [r for r in lines if r["topic"] == "gg/sageMakerEdgeManager/image-classification"]
     top1 = {Path(r["payload"]["source"]).name: r["payload"]["inference-results"][0]["Label"] for r in results}
     assert top1 == {
         "camera.jpg": "tripod",

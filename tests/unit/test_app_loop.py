@@ -213,3 +213,34 @@ def test_settings_that_need_a_restart_are_kept_until_then() -> None:
     app._updates = ScriptedUpdates({1: new})
     app.run()
     assert app.config.model_name == "" and app.config.top_k == 2
+
+
+def test_status_messages_report_waiting_for_the_agent_then_running_with_real_numbers() -> None:
+    from component.status import StatusReporter
+
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline({3: [AgentUnavailableError("down")] * 3})
+    app = make_app([1, 2, 3, 4], pipeline, publisher)
+    app.status = StatusReporter(publisher, "edgeclassifier/status/t", 1e-9, app.metrics)
+    app.run()
+    statuses = [payload for topic, payload in publisher.messages if topic == "edgeclassifier/status/t"]
+    states = [s["state"] for s in statuses]
+    assert "WAITING_FOR_AGENT" in states and states[-1] == "RUNNING"
+    assert states.index("WAITING_FOR_AGENT") < len(states) - 1
+    last = statuses[-1]
+    assert last["counters"]["classified"] == 4 and last["counters"]["agent_outages"] == 1
+    assert last["latency-ms"]["total"] == {"p50": 10.0, "p90": 10.0, "p99": 10.0}
+    assert last["model"] == {"name": "m", "version": "1.0.0", "sha256": "abc"}
+    assert last["process"]["rss-mb"] > 10
+    results = [payload["frame-id"] for topic, payload in publisher.messages if topic.startswith("gg/")]
+    assert results == [1, 2, 3, 4]
+
+
+def test_a_status_interval_of_zero_sends_no_status() -> None:
+    from component.status import StatusReporter
+
+    publisher = RecordingPublisher()
+    app = make_app([1, 2], ScriptedPipeline(), publisher)
+    app.status = StatusReporter(publisher, "edgeclassifier/status/t", 0.0, app.metrics)
+    app.run()
+    assert [topic for topic, _ in publisher.messages] == ["gg/sageMakerEdgeManager/image-classification"] * 2

@@ -43,6 +43,8 @@ INFERENCE_DEFAULTS = {
     "RpcTimeoutSeconds": "5",
     "MaxFrames": "0",
     "LogLevel": "INFO",
+    "StatusTopic": "",
+    "StatusInterval": "30",
 }
 
 
