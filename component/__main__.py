@@ -38,6 +38,10 @@ FLAGS: dict[str, tuple[str, type]] = {
     "--max-frames": ("max_frames", int),
     "--log-level": ("log_level", str),
     "--publisher": ("publisher", str),
+    "--status-topic": ("status_topic", str),
+    "--status-interval": ("status_interval", float),
+    "--capture-sample-rate": ("capture_sample_rate", float),
+    "--capture-budget": ("capture_budget_per_hour", int),
 }
 
 

@@ -33,6 +33,7 @@ from agent_client.errors import (
     PublishError,
 )
 
+from .capture import CaptureSampler
 from .classify import RemoteModel
 from .config import ComponentConfig
 from .frames import Classification, Frame
@@ -82,6 +83,7 @@ class InferenceApp:
         self.metrics = Metrics()
         self.counters = self.metrics.counters
         self.status: StatusReporter | None = None
+        self.capture: CaptureSampler | None = None
         self.state = "STARTING"
         self.manifest: ModelManifest
         self.client: AgentClient
@@ -100,6 +102,7 @@ class InferenceApp:
         self._connect_agent()
         self._load_model()
         self._build_pipeline()
+        self._start_capture()
         self._open_source()
         self._open_publisher()
         self._start_status()
@@ -109,10 +112,13 @@ class InferenceApp:
         self.stop_event.set()
 
     def close(self) -> None:
-        """Tears down in reverse order; flushes what the outbox still holds, then a last status message."""
+        """Tears down in reverse order: drains captures, flushes the outbox, sends a last status message."""
+        if self.capture is not None:
+            self.capture.stop()
         if hasattr(self, "publisher"):
             self._flush_outbox()
             if self.status is not None and hasattr(self, "identity"):
+                self._sync_counters()
                 self.status.report("STOPPED", self.identity, str(self.config.source_path))
             self.publisher.close()
         if hasattr(self, "source"):
@@ -161,6 +167,13 @@ class InferenceApp:
         )
         self.identity = ModelIdentity(self.model.name, self.manifest.version, self.manifest.sha256)
 
+    def _start_capture(self) -> None:
+        self.capture = CaptureSampler(
+            self.client, self.model.name, self.config.capture_sample_rate, self.config.capture_budget_per_hour
+        )
+        self.capture.start()
+        self.pipeline.on_inference = self.capture.offer
+
     def _open_source(self) -> None:
         self.source = open_source(self.config.source_path)
 
@@ -174,8 +187,17 @@ class InferenceApp:
 
     def _report_status(self) -> None:
         if self.status is not None:
-            self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
+            self._sync_counters()
             self.status.maybe_report(self.state, self.identity, str(self.config.source_path))
+
+    def _sync_counters(self) -> None:
+        """Copies the counts kept by other stages (model loads, captures) into the loop's counters."""
+        self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
+        if self.capture is not None:
+            captured = self.capture.counters
+            self.counters.captures_sent = captured.sent
+            self.counters.captures_dropped = captured.dropped + captured.over_budget
+            self.counters.captures_failed = captured.failed
 
     # -- the loop -----------------------------------------------------------------------------------------
 
@@ -234,6 +256,11 @@ class InferenceApp:
             if getattr(new, key) != getattr(old, key):
                 logger.warning("%s changed; it takes effect when the component restarts", key)
         self.pipeline.k, self.pipeline.threshold = new.top_k, new.score_threshold
+        if self.capture is not None:
+            self.capture.rate, self.capture.budget_per_hour = (
+                new.capture_sample_rate,
+                new.capture_budget_per_hour,
+            )
         logging.getLogger().setLevel(new.log_level)
         self.config = new.model_copy(update={key: getattr(old, key) for key in RESTART_KEYS})
         logger.info(

@@ -68,6 +68,16 @@ class ComponentConfig(BaseModel):
     status_interval: float = Field(
         30.0, alias="StatusInterval", ge=0, le=86400, description="seconds between status messages; 0 = none"
     )
+    capture_sample_rate: float = Field(
+        0.0,
+        alias="CaptureSampleRate",
+        ge=0,
+        le=1,
+        description="share of inferences sent to CaptureData; 0 = none",
+    )
+    capture_budget_per_hour: int = Field(
+        60, alias="CaptureBudgetPerHour", ge=0, description="at most this many captures per rolling hour"
+    )
 
     @field_validator("topic")
     @classmethod

@@ -33,6 +33,9 @@ class Counters:
     published: int = 0
     publish_failures: int = 0
     dropped_results: int = 0
+    captures_sent: int = 0
+    captures_dropped: int = 0
+    captures_failed: int = 0
 
 
 def _rss_mb() -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from .classify import RemoteModel
 from .frames import Classification, Frame, StageLatency
@@ -26,6 +28,8 @@ class FramePipeline:
         self.k = k
         self.threshold = threshold
         self._logits = model.manifest.output_kind == "logits"
+        # Called with (inputs, outputs, frame timestamp) after each Predict, e.g. to sample data capture.
+        self.on_inference: Callable[[dict[str, np.ndarray], dict[str, np.ndarray], float], None] | None = None
 
     def classify(self, frame: Frame) -> Classification:
         """Raises FrameError for an image the preprocessor cannot use, AgentError when the agent fails."""
@@ -34,6 +38,9 @@ class FramePipeline:
         t1 = time.perf_counter()
         output = self.model.predict(tensor)
         t2 = time.perf_counter()
+        if self.on_inference is not None:
+            manifest = self.model.manifest
+            self.on_inference({manifest.input.name: tensor}, {manifest.output_name: output}, frame.timestamp)
         scores = softmax(output) if self._logits else output
         predictions = top_k(scores, self.labels, self.k, self.threshold)
         t3 = time.perf_counter()

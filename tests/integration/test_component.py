@@ -212,6 +212,26 @@ def test_unreadable_images_are_skipped_counted_and_the_rest_classified(
     assert "bad_frames=4" in comp.log
 
 
+def test_sampled_captures_reach_the_agents_capture_folder(socket_path: Path, tmp_path: Path) -> None:
+    capture_dir = tmp_path / "capture"
+    with agent_process(socket_path, MODEL_DIR.parent, "--capture-dir", str(capture_dir)):
+        args = ("--agent-socket", str(socket_path), "--interval", "0", "--max-frames", "6")
+        with component(*args, "--capture-sample-rate", "1", "--capture-budget", "4") as comp:
+            assert comp.wait() == 0, comp.log
+            results = comp.take(6, timeout=5)
+    sidecars = sorted(capture_dir.rglob("capture.json"))
+    assert len(sidecars) == 4  # every inference sampled, capped by the budget
+    sidecar = json.loads(sidecars[0].read_text())
+    assert sidecar["model_name"] == "efficientnet-lite0"
+    assert [(t["role"], t["name"], t["shape"]) for t in sidecar["tensors"]] == [
+        ("input", "input", [1, 3, 224, 224]),
+        ("output", "logits", [1, 1000]),
+    ]
+    assert len(results) == 6  # capture never held a result back
+    final = comp.statuses[-1]["counters"]
+    assert (final["captures_sent"], final["captures_dropped"], final["captures_failed"]) == (4, 2, 0)
+
+
 def test_invalid_configuration_exits_with_the_reason() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "component", "--top-k", "0", "--validate-config"],

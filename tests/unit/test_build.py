@@ -45,6 +45,8 @@ INFERENCE_DEFAULTS = {
     "LogLevel": "INFO",
     "StatusTopic": "",
     "StatusInterval": "30",
+    "CaptureSampleRate": "0",
+    "CaptureBudgetPerHour": "60",
 }
 
 
