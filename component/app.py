@@ -8,8 +8,10 @@ Policies, in one place:
 - A result the publisher does not accept: kept in a bounded outbox (oldest dropped and counted when
   full) and sent again before the next result; a topic the core denies is logged and dropped.
 - A configuration update (Greengrass SubscribeToConfigurationUpdate) is applied between frames: topic,
-  interval, threshold, top-k, image source and log level at once; an invalid update is logged and the
-  last good configuration stays in force; model and agent socket changes need a restart (logged).
+  interval, threshold, top-k, image source, capture sampling, log level, and the model (hot swap: the new
+  one is loaded beside the old, switched to between two frames, then the old is unloaded); an invalid
+  update is logged and the last good configuration stays in force; agent socket, publisher and RPC
+  timeout changes need a restart (logged).
 """
 
 from __future__ import annotations
@@ -45,12 +47,13 @@ from .publishers import Publisher, open_publisher
 from .results import ModelIdentity, to_payload
 from .sources import FrameSource, open_source
 from .status import StatusReporter, default_status_topic
+from .swap import PreparedModel, prepare_model
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_SIZE = 256
 WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
-RESTART_KEYS = ("model_path", "model_name", "agent_socket", "publisher", "rpc_timeout")
+RESTART_KEYS = ("agent_socket", "publisher", "rpc_timeout")
 
 # Returns the new configuration when the core reported a change since the last call, else None.
 ConfigUpdates = Callable[[], "ComponentConfig | None"]
@@ -117,7 +120,7 @@ class InferenceApp:
             self.capture.stop()
         if hasattr(self, "publisher"):
             self._flush_outbox()
-            if self.status is not None and hasattr(self, "identity"):
+            if self.status is not None and self.status.interval > 0 and hasattr(self, "identity"):
                 self._sync_counters()
                 self.status.report("STOPPED", self.identity, str(self.config.source_path))
             self.publisher.close()
@@ -244,14 +247,23 @@ class InferenceApp:
     def reconfigure(self, new: ComponentConfig) -> None:
         """Applies what can change while running; a new source is opened first: a bad one changes nothing."""
         old = self.config
-        if new.source_path != old.source_path:
-            try:
+        source: FrameSource | None = None
+        incoming: PreparedModel | None = None
+        try:
+            if new.source_path != old.source_path:
                 source = open_source(new.source_path)
-            except EdgeError as exc:
-                logger.error("configuration update rejected, the last good configuration stays: %s", exc)
-                return
+            if (new.model_path, new.model_name) != (old.model_path, old.model_name):
+                incoming = prepare_model(self.client, new.model_path, new.model_name, self.model.name)
+        except EdgeError as exc:
+            if source is not None:
+                source.close()
+            logger.error("configuration update rejected, the last good configuration stays: %s", exc)
+            return
+        if source is not None:
             self.source.close()
             self.source = source
+        if incoming is not None:
+            self._switch_model(incoming, new)
         for key in RESTART_KEYS:
             if getattr(new, key) != getattr(old, key):
                 logger.warning("%s changed; it takes effect when the component restarts", key)
@@ -271,6 +283,24 @@ class InferenceApp:
             new.score_threshold,
             new.source_path,
         )
+
+    def _switch_model(self, incoming: PreparedModel, config: ComponentConfig) -> None:
+        """Makes the prepared model the one every following frame uses, then unloads the old one."""
+        outgoing = self.model
+        self.manifest, self.labels, self.model = incoming.manifest, incoming.labels, incoming.model
+        on_inference = self.pipeline.on_inference
+        self.pipeline = FramePipeline(
+            incoming.preprocessor, incoming.model, incoming.labels, config.top_k, config.score_threshold
+        )
+        self.pipeline.on_inference = on_inference
+        self.identity = incoming.identity
+        if self.capture is not None:
+            self.capture.model_name = incoming.model.name
+        logger.info("switched from model %s to %s", outgoing.name, incoming.model.name)
+        try:
+            self.client.unload_model(outgoing.name)
+        except AgentError as exc:
+            logger.warning("could not unload the previous model %s: %s", outgoing.name, exc)
 
     def _next_frame(self) -> Frame | None:
         try:

@@ -208,11 +208,12 @@ def test_an_update_naming_a_missing_source_keeps_the_last_good_configuration(tmp
 
 def test_settings_that_need_a_restart_are_kept_until_then() -> None:
     publisher = RecordingPublisher()
-    new = build_config({"inference_interval": 0.0, "model_name": "other", "top_k": 2})
+    new = build_config({"inference_interval": 0.0, "agent_socket": "/tmp/other.sock", "top_k": 2})
     app = make_app([1, 2], ScriptedPipeline(), publisher)
     app._updates = ScriptedUpdates({1: new})
     app.run()
-    assert app.config.model_name == "" and app.config.top_k == 2
+    assert str(app.config.agent_socket) == "/tmp/aws.greengrass.SageMakerEdgeManager.sock"
+    assert app.config.top_k == 2
 
 
 def test_status_messages_report_waiting_for_the_agent_then_running_with_real_numbers() -> None:

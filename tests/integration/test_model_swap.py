@@ -1,0 +1,95 @@
+"""Model hot swap under load: the component keeps classifying while a configuration update swaps the model."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.server import AgentOptions, AgentServer
+from agent_client import AgentClient
+from component.app import InferenceApp
+from component.config import ComponentConfig, build_config
+
+from ..helpers import IMAGES_DIR, MODEL_DIR
+
+pytestmark = pytest.mark.integration
+
+INT8_DIR = MODEL_DIR.parent / "efficientnet-lite0-int8"
+
+
+@pytest.fixture
+def real_agent(socket_path: Path) -> Iterator[AgentServer]:
+    server = AgentServer(AgentOptions(socket=socket_path, models_root=MODEL_DIR.parent))
+    server.start()
+    yield server
+    server.stop(grace=1.0)
+
+
+def scripted(after_calls: dict[int, ComponentConfig]) -> Callable[[], ComponentConfig | None]:
+    """The run loop polls this between frames; it returns the update due at that poll."""
+    calls = {"n": 0}
+
+    def updates() -> ComponentConfig | None:
+        calls["n"] += 1
+        return after_calls.get(calls["n"])
+
+    return updates
+
+
+def run_app(
+    socket_path: Path, capsys: pytest.CaptureFixture[str], frames: int, updates: dict[int, dict[str, object]]
+) -> tuple[InferenceApp, list[dict[str, object]]]:
+    base = {
+        "agent_socket": socket_path,
+        "image_directory": IMAGES_DIR,
+        "inference_interval": 0.0,
+        "publisher": "stdout",
+        "status_interval": 0.0,
+        "max_frames": frames,
+    }
+    configs = {n: build_config({**base, **change}) for n, change in updates.items()}
+    app = InferenceApp(build_config(base), threading.Event(), updates=scripted(configs))
+    try:
+        app.start()
+    finally:
+        app.close()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    return app, [line["payload"] for line in lines]
+
+
+def test_swapping_the_model_under_load_loses_no_frame_and_unloads_the_old_one(
+    real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app, results = run_app(socket_path, capsys, frames=20, updates={8: {"model_path": INT8_DIR}})
+    assert [r["frame-id"] for r in results] == list(range(1, 21))
+    names = [r["model"]["name"] for r in results]  # type: ignore[index]
+    switch = names.index("efficientnet-lite0-int8")
+    assert 2 <= switch <= 10 and set(names[:switch]) == {"efficientnet-lite0"}
+    assert set(names[switch:]) == {"efficientnet-lite0-int8"}
+    assert all(r["inference-results"] or "rocket" in str(r["source"]) for r in results)
+    with AgentClient(socket_path) as client:
+        assert [m.name for m in client.list_models()] == ["efficientnet-lite0-int8"]
+    assert app.counters.failed_frames == 0 and app.counters.bad_frames == 0
+
+
+def test_the_same_model_name_gets_a_name_of_its_own_while_both_are_loaded(
+    real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    update = {"model_path": INT8_DIR, "model_name": "efficientnet-lite0"}
+    _, results = run_app(socket_path, capsys, frames=6, updates={3: update})
+    names = {r["model"]["name"] for r in results}  # type: ignore[index]
+    assert "efficientnet-lite0" in names
+    assert any(n.startswith("efficientnet-lite0-") and n != "efficientnet-lite0" for n in names)
+
+
+def test_a_bad_model_update_keeps_the_running_model(
+    real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    app, results = run_app(socket_path, capsys, frames=6, updates={3: {"model_path": tmp_path}})
+    assert [r["frame-id"] for r in results] == list(range(1, 7))
+    assert {r["model"]["name"] for r in results} == {"efficientnet-lite0"}  # type: ignore[index]
+    assert app.config.model_path == MODEL_DIR
