@@ -8,6 +8,7 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
     +-- ConfigError            invalid configuration (recipe configuration, CLI flags, agent options)
     +-- ManifestError          a model folder's manifest.json is missing, malformed, or wrong for the model
     +-- FrameError             a frame could not be read or decoded (skipped, counted, never fatal)
+        +-- FrameTimeoutError       no frame arrived in time from a live source (reconnecting); not counted
     +-- SourceError            a frame source cannot be opened at all (missing folder, no images)
     +-- PublishError           a result could not be handed to the publisher (IPC or stdout); retried
         +-- PublishDeniedError      the core refused the topic (accessControl); never retried
@@ -40,6 +41,10 @@ class ManifestError(EdgeError):
 
 class FrameError(EdgeError):
     """One frame could not be read or decoded. Loops skip the frame and count it."""
+
+
+class FrameTimeoutError(FrameError):
+    """A live source had no frame within its wait (e.g. a stream reconnecting); the loop just asks again."""
 
 
 class SourceError(EdgeError):

@@ -25,6 +25,7 @@ logger = logging.getLogger("component")
 
 # flag -> config field; help texts come from the config model's field descriptions.
 FLAGS: dict[str, tuple[str, type]] = {
+    "--source": ("source", str),
     "--image-directory": ("image_directory", Path),
     "--image-name": ("image_name", str),
     "--interval": ("inference_interval", float),

@@ -31,6 +31,7 @@ from agent_client.errors import (
     ConfigError,
     EdgeError,
     FrameError,
+    FrameTimeoutError,
     PublishDeniedError,
     PublishError,
 )
@@ -122,7 +123,7 @@ class InferenceApp:
             self._flush_outbox()
             if self.status is not None and self.status.interval > 0 and hasattr(self, "identity"):
                 self._sync_counters()
-                self.status.report("STOPPED", self.identity, str(self.config.source_path))
+                self.status.report("STOPPED", self.identity, str(self.config.source_spec))
             self.publisher.close()
         if hasattr(self, "source"):
             self.source.close()
@@ -178,7 +179,7 @@ class InferenceApp:
         self.pipeline.on_inference = self.capture.offer
 
     def _open_source(self) -> None:
-        self.source = open_source(self.config.source_path)
+        self.source = open_source(self.config.source_spec)
 
     def _open_publisher(self) -> None:
         self.publisher = open_publisher(self.config.publisher)
@@ -191,11 +192,14 @@ class InferenceApp:
     def _report_status(self) -> None:
         if self.status is not None:
             self._sync_counters()
-            self.status.maybe_report(self.state, self.identity, str(self.config.source_path))
+            self.status.maybe_report(self.state, self.identity, str(self.config.source_spec))
 
     def _sync_counters(self) -> None:
         """Copies the counts kept by other stages (model loads, captures) into the loop's counters."""
         self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
+        source = getattr(self, "source", None)
+        self.counters.dropped_frames = getattr(source, "dropped", 0)
+        self.counters.source_reconnects = getattr(source, "reconnects", 0)
         if self.capture is not None:
             captured = self.capture.counters
             self.counters.captures_sent = captured.sent
@@ -250,8 +254,8 @@ class InferenceApp:
         source: FrameSource | None = None
         incoming: PreparedModel | None = None
         try:
-            if new.source_path != old.source_path:
-                source = open_source(new.source_path)
+            if new.source_spec != old.source_spec:
+                source = open_source(new.source_spec)
             if (new.model_path, new.model_name) != (old.model_path, old.model_name):
                 incoming = prepare_model(self.client, new.model_path, new.model_name, self.model.name)
         except EdgeError as exc:
@@ -281,7 +285,7 @@ class InferenceApp:
             new.inference_interval,
             new.top_k,
             new.score_threshold,
-            new.source_path,
+            new.source_spec,
         )
 
     def _switch_model(self, incoming: PreparedModel, config: ComponentConfig) -> None:
@@ -305,6 +309,9 @@ class InferenceApp:
     def _next_frame(self) -> Frame | None:
         try:
             frame = self.source.next_frame()
+        except FrameTimeoutError as exc:
+            logger.debug("%s", exc)  # a live source is between frames or reconnecting
+            return None
         except FrameError as exc:
             self.counters.frames += 1
             self.counters.bad_frames += 1

@@ -29,6 +29,11 @@ class ComponentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
 
+    source: str = Field(
+        "",
+        alias="Source",
+        description="video file, rtsp://... stream or /dev/videoN camera; empty = ImageDirectory/ImageName",
+    )
     image_directory: Path = Field(
         BUNDLED_IMAGES,
         alias="ImageDirectory",
@@ -116,8 +121,13 @@ class ComponentConfig(BaseModel):
 
     @property
     def source_path(self) -> Path:
-        """The image or folder frames come from."""
+        """The image or folder frames come from when Source is empty."""
         return self.image_directory / self.image_name if self.image_name else self.image_directory
+
+    @property
+    def source_spec(self) -> str | Path:
+        """What frames come from: Source when set, else the image or folder."""
+        return self.source or self.source_path
 
 
 def _aliases() -> dict[str, str]:

@@ -27,6 +27,8 @@ class Counters:
     frames: int = 0
     classified: int = 0
     bad_frames: int = 0
+    dropped_frames: int = 0
+    source_reconnects: int = 0
     failed_frames: int = 0
     agent_outages: int = 0
     model_loads: int = 0

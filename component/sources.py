@@ -18,6 +18,7 @@ from agent_client.errors import FrameError, SourceError
 
 from .frames import Frame
 from .preprocess import decode_image
+from .video import VideoSource, video_target
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +92,15 @@ def image_source(path: Path, loop: bool = True) -> FrameSource:
 SOURCES: dict[str, Callable[[Path, bool], FrameSource]] = {"folder": folder_source, "image": image_source}
 
 
-def open_source(path: Path, loop: bool = True) -> FrameSource:
-    """The image source for a file, the folder source for a folder."""
+def open_source(spec: Path | str, loop: bool = True) -> FrameSource:
+    """The source for spec: a folder, an image, a video file (`file://` or by suffix), a stream
+    (`rtsp://`, `http(s)://`, ...) or a V4L2 device (`/dev/videoN`, `v4l2:///dev/videoN`)."""
+    video = video_target(str(spec))
+    if video is not None:
+        target, live = video
+        logger.info("reading frames from %s (%s)", target, "live" if live else "video file")
+        return VideoSource(target, live=live, loop=loop)
+    path = Path(spec)
     kind = "folder" if path.is_dir() else "image"
     logger.info("reading frames from %s (%s)", path, kind)
     return SOURCES[kind](path, loop)

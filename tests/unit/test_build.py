@@ -31,6 +31,7 @@ RESULT_TOPIC = "gg/sageMakerEdgeManager/image-classification"
 STATUS_TOPIC = "edgeclassifier/status/+"
 NEO_FILES = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta")
 INFERENCE_DEFAULTS = {
+    "Source": "",
     "ImageDirectory": "",
     "ImageName": "",
     "InferenceInterval": "5",
