@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from component.sources import FrameSource, open_source
 from component.video import VideoSource
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
+from ..mqtt_broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,12 +114,6 @@ def test_the_component_classifies_a_video_of_the_cat(
     results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(results) == 8
     assert all(r["inference-results"][0]["Label"] in {"tiger cat", "Egyptian cat", "tabby"} for r in results)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class StreamServer:
