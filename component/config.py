@@ -11,7 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agent_client.client import DEFAULT_SOCKET
 from agent_client.errors import ConfigError
@@ -84,18 +92,17 @@ class ComponentConfig(BaseModel):
         60, alias="CaptureBudgetPerHour", ge=0, description="at most this many captures per rolling hour"
     )
 
-    @field_validator("topic")
+    @field_validator("topic", "status_topic")
     @classmethod
-    def _topic_is_publishable(cls, value: str) -> str:
-        if not value or "+" in value or "#" in value or len(value.encode()) > 256:
-            raise ValueError("must be a non-empty MQTT topic without wildcards, at most 256 bytes")
-        return value
-
-    @field_validator("status_topic")
-    @classmethod
-    def _status_topic_is_publishable(cls, value: str) -> str:
-        if "+" in value or "#" in value or len(value.encode()) > 256:
-            raise ValueError("must be an MQTT topic without wildcards, at most 256 bytes (or empty)")
+    def _topic_is_publishable(cls, value: str, info: ValidationInfo) -> str:
+        """One rule for both topics; only StatusTopic may be empty (it then defaults to the thing's)."""
+        optional = info.field_name == "status_topic"
+        if (not value and not optional) or "+" in value or "#" in value or len(value.encode()) > 256:
+            raise ValueError(
+                "must be an MQTT topic without wildcards, at most 256 bytes (or empty)"
+                if optional
+                else "must be a non-empty MQTT topic without wildcards, at most 256 bytes"
+            )
         return value
 
     @field_validator("log_level")
