@@ -18,6 +18,7 @@ from agent_client.errors import EdgeError
 from .app import ConfigUpdates, InferenceApp
 from .config import ComponentConfig, build_config
 from .greengrass import ConfigurationWatcher
+from .lifecycle import IpcStateSender, LifecycleReporter
 from .manifest import load_manifest, verify_sha256
 from .publishers import under_greengrass
 
@@ -37,6 +38,8 @@ FLAGS: dict[str, tuple[str, type]] = {
     "--threshold": ("score_threshold", float),
     "--rpc-timeout": ("rpc_timeout", float),
     "--max-frames": ("max_frames", int),
+    "--batch-size": ("batch_size", int),
+    "--errored-after": ("errored_after", float),
     "--log-level": ("log_level", str),
     "--publisher": ("publisher", str),
     "--status-topic": ("status_topic", str),
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
             return 0
         watcher, updates = watch_config(args)
-        app = InferenceApp(config, updates=updates)
+        sender = IpcStateSender() if under_greengrass() else None
+        lifecycle = LifecycleReporter(sender, config.errored_after) if sender is not None else None
+        app = InferenceApp(config, updates=updates, lifecycle=lifecycle)
         signal.signal(signal.SIGTERM, lambda *_: app.stop())
         signal.signal(signal.SIGINT, lambda *_: app.stop())
         try:
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             app.close()
             if watcher is not None:
                 watcher.close()
+            if sender is not None:
+                sender.close()
     except EdgeError as exc:
         logger.error("%s", exc)
         return 2

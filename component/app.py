@@ -5,13 +5,17 @@ Policies, in one place:
   hand; an agent that forgot the model (restart) gets it loaded again. An agent outage never turns into
   an empty result: nothing is published for a frame until the agent has classified it.
 - A frame that cannot be read or preprocessed: warn, count, go on with the next one.
+- Batches: up to BatchSize frames the source has ready go to the agent in one Predict (as many calls as
+  the model's batch dimension needs); each still gets its own result, published in frame order.
+- Under Greengrass, the core hears ERRORED only after ErroredAfterSeconds without a classified frame, and
+  RUNNING again once frames are classified (see lifecycle.py).
 - A result the publisher does not accept: kept in a bounded outbox (oldest dropped and counted when
   full) and sent again before the next result; a topic the core denies is logged and dropped.
 - A configuration update (Greengrass SubscribeToConfigurationUpdate) is applied between frames: topic,
-  interval, threshold, top-k, image source, capture sampling, log level, and the model (hot swap: the new
-  one is loaded beside the old, switched to between two frames, then the old is unloaded); an invalid
-  update is logged and the last good configuration stays in force; agent socket, publisher and RPC
-  timeout changes need a restart (logged).
+  interval, threshold, top-k, batch size, image source, capture sampling, log level, ERRORED delay, and
+  the model (hot swap: the new one is loaded beside the old, switched to between two frames, then the old
+  is unloaded); an invalid update is logged and the last good configuration stays in force; agent
+  socket, publisher and RPC timeout changes need a restart (logged).
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from .capture import CaptureSampler
 from .classify import RemoteModel
 from .config import ComponentConfig
 from .frames import Classification, Frame
+from .lifecycle import LifecycleReporter
 from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 from .metrics import Metrics
-from .pipeline import FramePipeline
+from .pipeline import FramePipeline, PreparedFrame
 from .preprocess import Preprocessor
 from .publishers import Publisher, open_publisher
 from .results import ModelIdentity, to_payload
@@ -80,10 +85,13 @@ class InferenceApp:
         config: ComponentConfig,
         stop: threading.Event | None = None,
         updates: ConfigUpdates | None = None,
+        lifecycle: LifecycleReporter | None = None,
     ) -> None:
         self.config = config
         self.stop_event = stop or threading.Event()
         self._updates = updates
+        self.lifecycle = lifecycle
+        self._source_ended = False
         self.metrics = Metrics()
         self.counters = self.metrics.counters
         self.status: StatusReporter | None = None
@@ -147,6 +155,7 @@ class InferenceApp:
                 break
             except AgentUnavailableError:
                 logger.info("waiting for the agent on %s", self.config.agent_socket)
+                self._trouble("the agent is unreachable")
         self._backoff.reset()
 
     def _load_model(self) -> None:
@@ -158,6 +167,7 @@ class InferenceApp:
                 break
             except (AgentUnavailableError, AgentTimeoutError) as exc:
                 logger.warning("cannot load the model yet: %s", exc)
+                self._trouble(f"the agent cannot load the model: {exc}")
                 self.stop_event.wait(self._backoff.next())
         self._backoff.reset()
 
@@ -197,6 +207,7 @@ class InferenceApp:
     def _sync_counters(self) -> None:
         """Copies the counts kept by other stages (model loads, captures) into the loop's counters."""
         self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
+        self.counters.predict_calls = getattr(getattr(self, "model", None), "calls", 0)
         source = getattr(self, "source", None)
         self.counters.dropped_frames = getattr(source, "dropped", 0)
         self.counters.source_reconnects = getattr(source, "reconnects", 0)
@@ -209,21 +220,27 @@ class InferenceApp:
     # -- the loop -----------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """The loop over frames; needs pipeline, source, publisher and identity in place."""
+        """The loop over batches of frames; needs pipeline, source, publisher and identity in place."""
         started = float("-inf")
-        limit = self.config.max_frames
-        while not self.stop_event.is_set() and not (limit and self.counters.frames >= limit):
+        while not self._done():
             if not self._sleep_after(started):
                 break
             started = time.monotonic()
-            frame = self._next_frame()
-            if frame is None:
+            batch = self._next_batch()
+            if not batch:
                 continue
-            result = self._classify(frame)
-            if result is not None:
+            for result in self._classify(batch):
                 self._publish(
                     to_payload(result, self.identity, self.config.top_k, self.config.score_threshold)
                 )
+
+    def _done(self) -> bool:
+        limit = self.config.max_frames
+        return self.stop_event.is_set() or self._source_ended or bool(limit and self.counters.frames >= limit)
+
+    def _trouble(self, reason: str) -> None:
+        if self.lifecycle is not None:
+            self.lifecycle.trouble(reason)
 
     def _sleep_after(self, started: float) -> bool:
         """Waits until the interval (as configured now) has passed since started; False when stopped.
@@ -233,7 +250,7 @@ class InferenceApp:
             self._report_status()
             remaining = started + self.config.inference_interval - time.monotonic()
             if remaining <= 0:
-                return not self.stop_event.is_set()
+                return not self._done()
             if self.stop_event.wait(min(remaining, WAKE_SECONDS)):
                 return False
 
@@ -277,6 +294,8 @@ class InferenceApp:
                 new.capture_sample_rate,
                 new.capture_budget_per_hour,
             )
+        if self.lifecycle is not None:
+            self.lifecycle.errored_after = new.errored_after
         logging.getLogger().setLevel(new.log_level)
         self.config = new.model_copy(update={key: getattr(old, key) for key in RESTART_KEYS})
         logger.info(
@@ -306,56 +325,83 @@ class InferenceApp:
         except AgentError as exc:
             logger.warning("could not unload the previous model %s: %s", outgoing.name, exc)
 
-    def _next_frame(self) -> Frame | None:
+    def _next_batch(self) -> list[PreparedFrame]:
+        """Up to BatchSize frames, prepared for the model: the first one waited for, the rest only while the
+        source has them ready; frames that cannot be used are skipped and counted."""
+        batch: list[PreparedFrame] = []
+        wanted = self.config.batch_size
+        if self.config.max_frames:
+            wanted = min(wanted, self.config.max_frames - self.counters.frames)
+        while len(batch) < wanted and not self.stop_event.is_set():
+            frame = self._next_frame(first=not batch)
+            if frame is None:
+                break
+            try:
+                batch.append(self.pipeline.prepare(frame))
+            except FrameError as exc:
+                self.counters.bad_frames += 1
+                logger.warning("skipping frame %d: %s", frame.frame_id, exc)
+        return batch
+
+    def _next_frame(self, first: bool) -> Frame | None:
         try:
             frame = self.source.next_frame()
         except FrameTimeoutError as exc:
             logger.debug("%s", exc)  # a live source is between frames or reconnecting
+            if first:
+                self.state = "WAITING_FOR_SOURCE"
+                self._trouble(f"no frame from the source: {exc}")
             return None
         except FrameError as exc:
             self.counters.frames += 1
             self.counters.bad_frames += 1
             logger.warning("skipping a frame: %s", exc)
+            self._trouble(f"the source gives unusable frames: {exc}")
             return None
         if frame is None:
             logger.info("the source has no more frames")
-            self.stop_event.set()
+            self._source_ended = True
             return None
         self.counters.frames += 1
         return frame
 
-    def _classify(self, frame: Frame) -> Classification | None:
-        """Classifies frame, waiting out agent outages; None if it cannot be classified or we stop."""
+    def _classify(self, batch: list[PreparedFrame]) -> list[Classification]:
+        """Classifies the batch, waiting out agent outages; empty if it cannot be classified or we stop."""
+        first = batch[0].frame.frame_id
         outage_started: float | None = None
         while not self.stop_event.is_set():
             try:
-                result = self.pipeline.classify(frame)
-            except FrameError as exc:
-                self.counters.bad_frames += 1
-                logger.warning("skipping frame %d: %s", frame.frame_id, exc)
-                return None
+                results = self.pipeline.infer(batch)
             except (AgentUnavailableError, AgentTimeoutError) as exc:
                 if outage_started is None:
                     outage_started = time.monotonic()
                     self.counters.agent_outages += 1
                     self.state = "WAITING_FOR_AGENT"
                     logger.warning(
-                        "agent unreachable, holding frame %d and retrying: %s", frame.frame_id, exc
+                        "agent unreachable, holding %d frame(s) from %d and retrying: %s",
+                        len(batch),
+                        first,
+                        exc,
                     )
+                self._trouble(f"the agent is unreachable: {exc}")
                 self.stop_event.wait(self._backoff.next())
                 self._report_status()
                 continue
             except AgentError as exc:
-                self.counters.failed_frames += 1
-                logger.error("the agent could not classify frame %d: %s", frame.frame_id, exc)
-                return None
+                self.counters.failed_frames += len(batch)
+                logger.error("the agent could not classify %d frame(s) from %d: %s", len(batch), first, exc)
+                self._trouble(f"the agent cannot classify: {exc}")
+                return []
             if outage_started is not None:
                 logger.info("agent back after %.1f s", time.monotonic() - outage_started)
             self._backoff.reset()
             self.state = "RUNNING"
-            self.metrics.frame_classified(result.latency)
-            return result
-        return None
+            if self.lifecycle is not None:
+                self.lifecycle.classified()
+            for result in results:
+                self.metrics.frame_classified(result.latency)
+            return results
+        return []
 
     def _publish(self, payload: dict[str, Any]) -> None:
         if len(self._outbox) >= OUTBOX_SIZE:

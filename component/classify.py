@@ -3,6 +3,12 @@
 The model folder's manifest says which input to feed and which output to read; the agent's own
 description of the loaded model is checked against it once per load, so a manifest that does not match
 its model fails loudly at start instead of producing wrong classes.
+
+Batches: the manifest's input shape is one frame's tensor (batch 1). How many frames one Predict may carry
+is read from the loaded model's first input dimension: dynamic (-1) takes any number, a fixed N takes
+exactly N. `predict` splits a batch into calls the model accepts and pads a short last call with copies of
+its last frame (their scores are dropped), so a model with a fixed batch of 1 simply gets one call per
+frame.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ class RemoteModel:
         self.name = name
         self._output_index = 0
         self.loads = 0
+        self.calls = 0
+        self.max_batch: int | None = 1  # frames per Predict the loaded model takes; None = any number
 
     @property
     def url(self) -> str:
@@ -48,15 +56,31 @@ class RemoteModel:
         self.loads += 1
         return info
 
-    def predict(self, tensor: np.ndarray) -> np.ndarray:
-        """The model's scores for one input batch. Reloads once if the agent forgot the model (restart)."""
-        inputs = {self.manifest.input.name: tensor}
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The model's scores for a batch of n frames ([n, ...] in, [n, ...] out), in as few Predict calls as
+        the model allows. Reloads once if the agent forgot the model (restart)."""
+        size = len(batch)
+        step = self.max_batch or size
+        if step == size:
+            return self._predict_once(batch)
+        parts = []
+        for start in range(0, size, step):
+            part = batch[start : start + step]
+            short = step - len(part)
+            if short:  # a fixed-batch model needs exactly `step` frames
+                part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
+            parts.append(self._predict_once(part)[: step - short])
+        return np.concatenate(parts)
+
+    def _predict_once(self, batch: np.ndarray) -> np.ndarray:
+        inputs = {self.manifest.input.name: batch}
         try:
             outputs = self.client.predict(self.name, inputs)
         except ModelNotFoundError:
             logger.warning("the agent no longer has model %s (restarted?); loading it again", self.name)
             self.ensure_loaded()
             outputs = self.client.predict(self.name, inputs)
+        self.calls += 1
         return outputs[self._output_index]
 
     def _check(self, info: ModelInfo) -> None:
@@ -67,10 +91,17 @@ class RemoteModel:
                 f"manifest input {spec.name!r} is not an input of the loaded model "
                 f"(inputs: {', '.join(found)}); fix {self.manifest.folder / 'manifest.json'}"
             )
-        if not found[spec.name].accepts_shape(tuple(spec.shape)) or str(found[spec.name].dtype) != spec.dtype:
+        model_input = found[spec.name]
+        shape, want = model_input.shape, tuple(spec.shape)
+        fits = (  # the first (batch) dimension may differ: see the module docstring
+            len(shape) == len(want)
+            and all(got < 0 or got == need for got, need in zip(shape[1:], want[1:], strict=True))
+            and str(model_input.dtype) == spec.dtype
+        )
+        if not fits:
             raise ManifestError(
                 f"manifest input {spec.name!r} {spec.dtype}{list(spec.shape)} does not match the model's "
-                f"{found[spec.name].dtype}{list(found[spec.name].shape)}"
+                f"{model_input.dtype}{list(model_input.shape)}"
             )
         names = [t.name for t in info.outputs]
         if self.manifest.output_name not in names:
@@ -79,3 +110,14 @@ class RemoteModel:
                 f"(outputs: {names})"
             )
         self._output_index = names.index(self.manifest.output_name)
+        batch, rows = shape[0], info.outputs[self._output_index].shape[:1]
+        if batch != 1 and rows != (batch,):
+            raise ManifestError(
+                f"model {self.name} takes a batch of {'any size' if batch < 1 else batch} but its output "
+                f"{self.manifest.output_name!r} {list(info.outputs[self._output_index].shape)} does not "
+                f"have the same first dimension"
+            )
+        self.max_batch = None if batch < 1 else batch
+        logger.info(
+            "model %s takes %s frame(s) per Predict", self.name, "any number of" if batch < 1 else batch
+        )

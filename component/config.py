@@ -55,7 +55,14 @@ class ComponentConfig(BaseModel):
         alias="InferenceInterval",
         ge=0,
         le=86400,
-        description="seconds between frames; 0 = as fast as possible",
+        description="seconds between frames (between batches when BatchSize > 1); 0 = as fast as possible",
+    )
+    batch_size: int = Field(
+        1,
+        alias="BatchSize",
+        ge=1,
+        le=64,
+        description="frames per Predict call when the model takes a batch (dynamic first dimension)",
     )
     topic: str = Field(DEFAULT_TOPIC, alias="PublishResultsOnTopic", description="MQTT topic for results")
     model_path: Path = Field(BUNDLED_MODEL, alias="ModelPath", description="model folder with manifest.json")
@@ -80,6 +87,13 @@ class ComponentConfig(BaseModel):
     )
     status_interval: float = Field(
         30.0, alias="StatusInterval", ge=0, le=86400, description="seconds between status messages; 0 = none"
+    )
+    errored_after: float = Field(
+        120.0,
+        alias="ErroredAfterSeconds",
+        ge=0,
+        le=86400,
+        description="report ERRORED to the core after this long without a classified frame; 0 = never",
     )
     capture_sample_rate: float = Field(
         0.0,

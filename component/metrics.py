@@ -32,6 +32,7 @@ class Counters:
     failed_frames: int = 0
     agent_outages: int = 0
     model_loads: int = 0
+    predict_calls: int = 0
     published: int = 0
     publish_failures: int = 0
     dropped_results: int = 0

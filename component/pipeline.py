@@ -1,9 +1,15 @@
-"""One frame through the stages: preprocess -> predict on the agent -> scores -> top-k, timed per stage."""
+"""Frames through the stages: preprocess -> predict on the agent -> scores -> top-k, timed per stage.
+
+`prepare` turns one frame into its input tensor (FrameError for a frame that cannot be used, so the caller
+skips just that one); `infer` sends the prepared frames of a batch to the model together and ranks each
+frame's row of scores. A frame's `predict` latency is the whole call that carried it.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,6 +17,15 @@ from .classify import RemoteModel
 from .frames import Classification, Frame, StageLatency
 from .postprocess import softmax, top_k
 from .preprocess import Preprocessor
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame with its model input tensor (batch of 1) and the milliseconds preprocessing took."""
+
+    frame: Frame
+    tensor: np.ndarray = field(repr=False, compare=False)
+    preprocess_ms: float
 
 
 class FramePipeline:
@@ -28,32 +43,48 @@ class FramePipeline:
         self.k = k
         self.threshold = threshold
         self._logits = model.manifest.output_kind == "logits"
-        # Called with (inputs, outputs, frame timestamp) after each Predict, e.g. to sample data capture.
+        # Called with (inputs, outputs, frame timestamp) for each frame after its Predict, e.g. to sample
+        # data capture; inputs and outputs are that frame's own (batch of 1).
         self.on_inference: Callable[[dict[str, np.ndarray], dict[str, np.ndarray], float], None] | None = None
 
-    def classify(self, frame: Frame) -> Classification:
-        """Raises FrameError for an image the preprocessor cannot use, AgentError when the agent fails."""
-        t0 = time.perf_counter()
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """Raises FrameError for an image the preprocessor cannot use."""
+        started = time.perf_counter()
         tensor = self.preprocessor(frame.image)
-        t1 = time.perf_counter()
-        output = self.model.predict(tensor)
-        t2 = time.perf_counter()
-        if self.on_inference is not None:
-            manifest = self.model.manifest
-            self.on_inference({manifest.input.name: tensor}, {manifest.output_name: output}, frame.timestamp)
-        scores = softmax(output) if self._logits else output
-        predictions = top_k(scores, self.labels, self.k, self.threshold)
-        t3 = time.perf_counter()
-        latency = StageLatency(
-            read=frame.read_ms,
-            preprocess=(t1 - t0) * 1000,
-            predict=(t2 - t1) * 1000,
-            postprocess=(t3 - t2) * 1000,
-        )
-        return Classification(
-            frame_id=frame.frame_id,
-            timestamp=frame.timestamp,
-            source=frame.source,
-            predictions=predictions,
-            latency=latency,
-        )
+        return PreparedFrame(frame, tensor, (time.perf_counter() - started) * 1000)
+
+    def infer(self, batch: Sequence[PreparedFrame]) -> list[Classification]:
+        """One result per prepared frame, in order. Raises AgentError when the agent fails."""
+        started = time.perf_counter()
+        tensors = [p.tensor for p in batch]
+        output = self.model.predict(tensors[0] if len(tensors) == 1 else np.concatenate(tensors))
+        predict_ms = (time.perf_counter() - started) * 1000
+        manifest = self.model.manifest
+        results = []
+        for row, prepared in enumerate(batch):
+            t0 = time.perf_counter()
+            scores = output[row : row + 1]
+            if self.on_inference is not None:
+                self.on_inference(
+                    {manifest.input.name: prepared.tensor},
+                    {manifest.output_name: scores},
+                    prepared.frame.timestamp,
+                )
+            predictions = top_k(
+                softmax(scores) if self._logits else scores, self.labels, self.k, self.threshold
+            )
+            latency = StageLatency(
+                read=prepared.frame.read_ms,
+                preprocess=prepared.preprocess_ms,
+                predict=predict_ms,
+                postprocess=(time.perf_counter() - t0) * 1000,
+            )
+            frame = prepared.frame
+            results.append(
+                Classification(frame.frame_id, frame.timestamp, frame.source, predictions, latency)
+            )
+        return results
+
+    def classify(self, frame: Frame) -> Classification:
+        """One frame on its own: prepare + infer."""
+        return self.infer([self.prepare(frame)])[0]

@@ -1,9 +1,9 @@
 """Health and metrics on a status topic every StatusInterval seconds, driven from the run loop.
 
-Payload: {"timestamp", "state": "RUNNING" | "WAITING_FOR_AGENT" | "STOPPED", "model": {name, version,
-sha256}, "source", "fps", "latency-ms": {stage: {p50, p90, p99}}, "counters": {...}, "process":
-{"cpu-percent", "rss-mb"}}. A status message that cannot be published is dropped (the next one says
-more); results never wait for it.
+Payload: {"timestamp", "state": "RUNNING" | "WAITING_FOR_AGENT" | "WAITING_FOR_SOURCE" | "STOPPED",
+"model": {name, version, sha256}, "source", "fps", "latency-ms": {stage: {p50, p90, p99}},
+"counters": {...}, "process": {"cpu-percent", "rss-mb"}}. A status message that cannot be published is
+dropped (the next one says more); results never wait for it.
 """
 
 from __future__ import annotations

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
 
+from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient
 from agent_client.errors import AgentUnavailableError
+from component.app import InferenceApp
+from component.config import build_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
@@ -94,3 +100,44 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
             proc.kill()
             proc.wait(timeout)
     return proc.returncode
+
+
+def run_inference(socket: Path, **config: object) -> InferenceApp:
+    """The component in this process against an in-process agent serving the bundled models, to the end of
+    its source or MaxFrames; results go to stdout as JSON lines (read them with capsys)."""
+    server = AgentServer(AgentOptions(socket=socket, models_root=MODEL_DIR.parent))
+    server.start()
+    settings = {
+        "agent_socket": socket,
+        "inference_interval": 0.0,
+        "publisher": "stdout",
+        "status_interval": 0.0,
+        **config,
+    }
+    app = InferenceApp(build_config(settings), threading.Event())
+    try:
+        app.start()
+    finally:
+        app.close()
+        server.stop(grace=1.0)
+    return app
+
+
+def stdout_payloads(out: str) -> list[dict[str, Any]]:
+    """The payloads of the stdout publisher's JSON lines."""
+    return [json.loads(line)["payload"] for line in out.splitlines() if line.strip()]
+
+
+class RecordingStateSender:
+    """Stands in for IPC UpdateState in unit tests (the real one is tested against gglocal's IPC server):
+    records each state; fails the given number of times first."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.states: list[str] = []
+        self.failures = failures
+
+    def __call__(self, state: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise TimeoutError("UpdateState timed out")
+        self.states.append(state)

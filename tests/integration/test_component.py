@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ CAT_LABELS = ("tabby", "tiger cat", "egyptian cat")
 class Component:
     """`python -m component` with the stdout publisher; results are read line by line as they come."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -41,7 +42,7 @@ class Component:
                 *args,
             ],
             cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -105,8 +106,8 @@ class Component:
 
 
 @contextmanager
-def component(*args: str) -> Iterator[Component]:
-    comp = Component(*args)
+def component(*args: str, env: dict[str, str] | None = None) -> Iterator[Component]:
+    comp = Component(*args, env=env)
     try:
         yield comp
     finally:
@@ -256,3 +257,53 @@ def test_validate_config_checks_the_bundled_manifest() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
+
+
+def test_under_greengrass_a_sustained_agent_outage_is_reported_errored_and_recovery_running(
+    socket_path: Path,
+) -> None:
+    """The component over the real IPC protocol to gglocal's IPC server, which records each UpdateState."""
+    from gglocal.server import IpcServer
+
+    reported: list[str] = []
+    ipc = IpcServer(
+        socket_path.parent / "ipc.sock", on_state=lambda _component, state: reported.append(state)
+    )
+    ipc.start()
+    svcuid = ipc.register_component(
+        "edgeclassifier.ImageClassification",
+        {
+            "Publisher": "stdout",
+            "AgentSocket": str(socket_path),
+            "InferenceInterval": 0.2,
+            "ErroredAfterSeconds": 2,
+            "StatusInterval": 0,
+            "RpcTimeoutSeconds": 1,
+        },
+    )
+    env = {"SVCUID": svcuid, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(ipc.socket_path)}
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        with component(env=env) as comp:
+            comp.take(2)
+            stop_process(agent, signal.SIGKILL)
+            wait_until(lambda: "ERRORED" in reported, 30, comp.log)
+            assert comp.proc.poll() is None, comp.log  # it reports; the core decides about restarts
+            agent = start_agent(socket_path, MODEL_DIR.parent)
+            wait_until(lambda: reported[-1:] == ["RUNNING"], 30, comp.log)
+            comp.take(2)
+    finally:
+        stop_process(agent)
+        ipc.stop()
+    assert reported == ["ERRORED", "RUNNING"]
+    assert re.search(
+        r"reported ERRORED to the Greengrass core: nothing classified for \d+ s: the agent", comp.log
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, log: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s; component log:\n{log}")
+        time.sleep(0.05)

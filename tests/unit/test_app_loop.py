@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from agent_client.errors import (
@@ -17,7 +18,11 @@ from agent_client.errors import (
 from component.app import InferenceApp
 from component.config import build_config
 from component.frames import Classification, Frame, Prediction, StageLatency
+from component.lifecycle import LifecycleReporter
+from component.pipeline import PreparedFrame
 from component.results import ModelIdentity
+
+from ..helpers import RecordingStateSender
 
 IMAGE = Image.new("RGB", (8, 8))
 
@@ -43,24 +48,38 @@ class ListSource:
 
 
 class ScriptedPipeline:
-    """classify() raises the scripted errors for a frame id first, then returns a cat."""
+    """Raises the scripted errors for a frame id first: a FrameError in prepare(), any other error in infer()
+    (keyed by the batch's first frame); then infer() returns a cat for each frame. Records every frame id
+    sent to infer() in `calls` and each batch's ids in `batches`."""
 
     def __init__(self, errors: dict[int, list[Exception]] | None = None) -> None:
         self.errors = errors or {}
         self.calls: list[int] = []
+        self.batches: list[list[int]] = []
 
-    def classify(self, frame: Frame) -> Classification:
-        self.calls.append(frame.frame_id)
+    def prepare(self, frame: Frame) -> PreparedFrame:
         pending = self.errors.get(frame.frame_id, [])
+        if pending and isinstance(pending[0], FrameError):
+            raise pending.pop(0)
+        return PreparedFrame(frame, np.zeros((1, 3), np.float32), 2.0)
+
+    def infer(self, batch: list[PreparedFrame]) -> list[Classification]:
+        ids = [p.frame.frame_id for p in batch]
+        self.calls.extend(ids)
+        self.batches.append(ids)
+        pending = self.errors.get(ids[0], [])
         if pending:
             raise pending.pop(0)
-        return Classification(
-            frame.frame_id,
-            frame.timestamp,
-            frame.source,
-            (Prediction(281, "tabby", 0.6),),
-            StageLatency(1, 2, 3, 4),
-        )
+        return [
+            Classification(
+                p.frame.frame_id,
+                p.frame.timestamp,
+                p.frame.source,
+                (Prediction(281, "tabby", 0.6),),
+                StageLatency(1, p.preprocess_ms, 3, 4),
+            )
+            for p in batch
+        ]
 
 
 class RecordingPublisher:
@@ -80,9 +99,15 @@ class RecordingPublisher:
 
 
 def make_app(
-    items: list[Any], pipeline: ScriptedPipeline, publisher: RecordingPublisher, **config: Any
+    items: list[Any],
+    pipeline: ScriptedPipeline,
+    publisher: RecordingPublisher,
+    lifecycle: LifecycleReporter | None = None,
+    **config: Any,
 ) -> InferenceApp:
-    app = InferenceApp(build_config({"inference_interval": 0.0, **config}), threading.Event())
+    app = InferenceApp(
+        build_config({"inference_interval": 0.0, **config}), threading.Event(), lifecycle=lifecycle
+    )
     app.source, app.pipeline, app.publisher = ListSource(items), pipeline, publisher  # type: ignore[assignment]
     app.identity = ModelIdentity("m", "1.0.0", "abc")
     app._backoff.first = app._backoff._next = 0.001
@@ -245,3 +270,60 @@ def test_a_status_interval_of_zero_sends_no_status() -> None:
     app.status = StatusReporter(publisher, "edgeclassifier/status/t", 0.0, app.metrics)
     app.run()
     assert [topic for topic, _ in publisher.messages] == ["gg/sageMakerEdgeManager/image-classification"] * 2
+
+
+def test_frames_go_to_the_model_in_batches_and_are_published_one_by_one_in_order() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline()
+    app = make_app(list(range(1, 8)), pipeline, publisher, batch_size=3)
+    app.run()
+    assert pipeline.batches == [[1, 2, 3], [4, 5, 6], [7]]
+    assert frame_ids(publisher) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_batch_never_reads_past_max_frames() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline()
+    app = make_app(list(range(1, 10)), pipeline, publisher, batch_size=3, max_frames=5)
+    app.run()
+    assert pipeline.batches == [[1, 2, 3], [4, 5]]
+    assert app.counters.frames == 5
+
+
+def test_a_bad_frame_leaves_the_rest_of_its_batch_alone() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline({2: [FrameError("cannot preprocess")]})
+    app = make_app([1, 2, FrameError("truncated"), 4, 5, 6], pipeline, publisher, batch_size=3)
+    app.run()
+    assert pipeline.batches == [[1], [4, 5, 6]]
+    assert frame_ids(publisher) == [1, 4, 5, 6]
+    assert app.counters.bad_frames == 2
+
+
+def test_an_agent_outage_holds_the_whole_batch() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ScriptedPipeline({1: [AgentUnavailableError("down")] * 2})
+    app = make_app([1, 2, 3, 4], pipeline, publisher, batch_size=2)
+    app.run()
+    assert pipeline.batches == [[1, 2], [1, 2], [1, 2], [3, 4]]
+    assert frame_ids(publisher) == [1, 2, 3, 4]
+
+
+def test_a_sustained_outage_is_reported_as_errored_and_recovery_as_running() -> None:
+    publisher = RecordingPublisher()
+    sender = RecordingStateSender()
+    pipeline = ScriptedPipeline({2: [AgentUnavailableError("down")] * 5})
+    app = make_app([1, 2, 3], pipeline, publisher, LifecycleReporter(sender, 0.002))
+    app._backoff.first = app._backoff._next = 0.002
+    app._backoff.cap = 0.002
+    app.run()
+    assert sender.states == ["ERRORED", "RUNNING"]
+    assert frame_ids(publisher) == [1, 2, 3]
+
+
+def test_a_short_outage_is_not_reported() -> None:
+    sender = RecordingStateSender()
+    pipeline = ScriptedPipeline({2: [AgentUnavailableError("down")] * 3})
+    app = make_app([1, 2, 3], pipeline, RecordingPublisher(), LifecycleReporter(sender, 60.0))
+    app.run()
+    assert sender.states == []

@@ -43,6 +43,8 @@ INFERENCE_DEFAULTS = {
     "ScoreThreshold": "0.3",
     "RpcTimeoutSeconds": "5",
     "MaxFrames": "0",
+    "BatchSize": "1",
+    "ErroredAfterSeconds": "120",
     "LogLevel": "INFO",
     "StatusTopic": "",
     "StatusInterval": "30",
