@@ -1,11 +1,13 @@
 """Latency benchmark: bare ONNX Runtime vs. the component's per-frame pipeline through the agent.
 
-    .venv/bin/python bench/benchmark.py [--frames 200] [--threads 2]
+    .venv/bin/python bench/benchmark.py [--frames 200] [--threads 2] [--batches 1,2,4,8]
 
 Prints (1) the median/p90 latency of ONNX Runtime alone on the bundled model with one preprocessed
 frame, (2) the component's per-frame latency split by stage (read+decode, preprocess, predict over gRPC on
 a unix socket to a real agent subprocess, postprocess), and (3) their ratio. The agent runs as its own
-process with the same thread count, as on a device. Numbers, not assertions: this is not a test.
+process with the same thread count, as on a device; (4) with --batches, the component's throughput
+(frames/s over prepare + Predict + postprocess) and Predict time per frame at each batch size.
+Numbers, not assertions: this is not a test.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from agent_client import AgentClient, ClientOptions
 from component.classify import RemoteModel
+from component.frames import Frame, StageLatency
 from component.manifest import load_labels, load_manifest
 from component.pipeline import FramePipeline
 from component.preprocess import Preprocessor
-from component.sources import open_source
+from component.sources import FrameSource, open_source
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +63,9 @@ def bare_onnxruntime(tensor: np.ndarray, threads: int, runs: int) -> list[float]
     return times
 
 
-def component_pipeline(threads: int, frames: int) -> list:
+@contextmanager
+def agent_pipeline(threads: int) -> Iterator[FramePipeline]:
+    """The component's pipeline on the bundled model, served by an agent subprocess."""
     manifest = load_manifest(MODEL)
     workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
     sock = workdir / "agent.sock"
@@ -80,28 +87,44 @@ def component_pipeline(threads: int, frames: int) -> list:
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     try:
-        with AgentClient(sock, ClientOptions(timeout=10)) as client:
+        with AgentClient(sock, ClientOptions(timeout=30)) as client:
             client.wait_until_ready(30)
             model = RemoteModel(client, manifest, manifest.name)
             model.ensure_loaded()
-            pipeline = FramePipeline(
+            yield FramePipeline(
                 Preprocessor(manifest.preprocess, manifest.input.shape), model, load_labels(manifest), 5, 0.3
             )
-            source = open_source(IMAGES)
-            for _ in range(20):
-                frame = source.next_frame()
-                assert frame is not None
-                pipeline.classify(frame)
-            latencies = []
-            for _ in range(frames):
-                frame = source.next_frame()
-                assert frame is not None
-                latencies.append(pipeline.classify(frame).latency)
-            return latencies
     finally:
         agent.terminate()
         agent.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def next_frame(source: FrameSource) -> Frame:
+    frame = source.next_frame()
+    assert frame is not None
+    return frame
+
+
+def per_frame_latencies(pipeline: FramePipeline, frames: int) -> list[StageLatency]:
+    source = open_source(IMAGES)
+    for _ in range(20):
+        pipeline.classify(next_frame(source))
+    return [pipeline.classify(next_frame(source)).latency for _ in range(frames)]
+
+
+def batch_throughput(pipeline: FramePipeline, size: int, frames: int) -> tuple[float, float]:
+    """(frames per second, median Predict ms per frame) classifying `frames` frames in batches of size."""
+    source = open_source(IMAGES)
+    batches = max(1, frames // size)
+    pipeline.infer([pipeline.prepare(next_frame(source)) for _ in range(size)])  # warm-up
+    predict: list[float] = []
+    started = time.perf_counter()
+    for _ in range(batches):
+        results = pipeline.infer([pipeline.prepare(next_frame(source)) for _ in range(size)])
+        predict.append(results[0].latency.predict / size)
+    elapsed = time.perf_counter() - started
+    return batches * size / elapsed, statistics.median(predict)
 
 
 def main() -> int:
@@ -110,7 +133,9 @@ def main() -> int:
     )
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", default="", help="comma-separated batch sizes for the throughput table")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.batches.split(",") if size.strip()]
 
     manifest = load_manifest(MODEL)
     frame = open_source(IMAGES).next_frame()
@@ -118,7 +143,9 @@ def main() -> int:
     tensor = Preprocessor(manifest.preprocess, manifest.input.shape)(frame.image)
 
     bare = bare_onnxruntime(tensor, args.threads, args.frames)
-    stages = component_pipeline(args.threads, args.frames)
+    with agent_pipeline(args.threads) as pipeline:
+        stages = per_frame_latencies(pipeline, args.frames)
+        throughput = {size: batch_throughput(pipeline, size, args.frames) for size in sizes}
     columns = {
         "read+decode": [s.read for s in stages],
         "preprocess": [s.preprocess for s in stages],
@@ -137,6 +164,10 @@ def main() -> int:
     bare_median = statistics.median(bare)
     for name in ("predict (gRPC+runtime)", "total per frame"):
         print(f"ratio {name} / bare ONNX Runtime: {statistics.median(columns[name]) / bare_median:.2f}")
+    if throughput:
+        print(f"{'batch size':<12}{'frames/s':>10}{'predict ms/frame':>18}")
+        for size, (fps, predict_ms) in throughput.items():
+            print(f"{size:<12}{fps:>10.1f}{predict_ms:>18.2f}")
     return 0
 
 
