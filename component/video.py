@@ -4,7 +4,10 @@ A capture thread reads frames into a small queue. Live sources (streams, devices
 consumer: when the queue is full the oldest frame is dropped and counted, so classification always sees
 the newest picture. A video file is not live, so its reader waits for room instead and loses nothing.
 When a stream ends or fails, the thread reconnects with capped exponential backoff; a file is read
-again from the start when looping, otherwise the source ends.
+again from the start when looping, otherwise the source ends. A stream is opened through FFmpeg with
+bounded waits: a connection that stays open but goes silent counts as failed once a read has waited
+`read_timeout`. (OpenCV's own limit is 30 s a read, and a read that times out can still hand out a
+frame its decoder held back, so a silent RTSP camera went unnoticed for a minute or more.)
 """
 
 from __future__ import annotations
@@ -51,12 +54,17 @@ class VideoSource:
         queue_size: int = 2,
         wait: float = 1.0,
         backoff: tuple[float, float] = (0.5, 10.0),
+        open_timeout: float = 10.0,
+        read_timeout: float = 5.0,
     ) -> None:
         self.name = "stream" if live else "video"
         self.target = target
         self.live = live
         self.loop = loop
         self.wait = wait
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self._stream = target.startswith(STREAM_SCHEMES)
         self.dropped = 0
         self.reconnects = 0
         if target.startswith(("rtsp://", "rtsps://")):
@@ -94,7 +102,7 @@ class VideoSource:
     def _capture(self) -> None:
         delay = self._backoff[0]
         while not self._stop.is_set():
-            capture = self._cv2.VideoCapture(self.target)
+            capture = self._open()
             if not capture.isOpened():
                 capture.release()
                 logger.warning("cannot open %s; trying again in %.1f s", self.target, delay)
@@ -118,11 +126,28 @@ class VideoSource:
             self._ended = True
             self._ready.notify_all()
 
+    def _open(self) -> Any:
+        if not self._stream:  # a file or a device, through the backend OpenCV picks
+            return self._cv2.VideoCapture(self.target)
+        cv2 = self._cv2
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            round(self.open_timeout * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            round(self.read_timeout * 1000),
+        ]
+        return cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+
     def _read_all(self, capture: Any) -> None:
         while not self._stop.is_set():
             started = time.perf_counter()
             ok, bgr = capture.read()
             if not ok or bgr is None:
+                return
+            if self._stream and time.perf_counter() - started >= self.read_timeout:
+                logger.warning(
+                    "no frame from %s within %.1f s: the stream stalled", self.target, self.read_timeout
+                )
                 return
             image = Image.fromarray(bgr[:, :, ::-1])  # OpenCV decodes to BGR
             self._frame_id += 1
