@@ -217,3 +217,42 @@ def test_publishing_outside_the_access_control_is_denied(deployment: Deployment)
     start = len(deployment.subscriber.messages)
     deployment.configure({"PublishResultsOnTopic": RESULTS})
     deployment.wait(on_topic(RESULTS, 1, start), 30, "results after returning to the allowed topic")
+
+
+def test_a_model_swap_and_batch_change_through_the_core_under_load_lose_no_frame(
+    deployment: Deployment,
+) -> None:
+    """SubscribeToConfigurationUpdate -> the INT8 package replaces FP32 and BatchSize goes to 2 while frames
+    stream every 0.1 s; every frame id in between reaches the broker, the model changes once."""
+    int8 = (
+        deployment.root
+        / "packages/artifacts-unarchived/edgeclassifier.Model.EfficientNetLite0/1.0.0"
+        / "edgeclassifier.Model.EfficientNetLite0/efficientnet-lite0-int8"
+    )
+    assert (int8 / "manifest.json").is_file()
+    deployment.configure({"InferenceInterval": "0.1"})
+    start = len(deployment.subscriber.messages)
+    deployment.wait(on_topic(RESULTS, 5, start), 30, "results at the shorter interval")
+    deployment.configure({"ModelPath": str(int8), "BatchSize": "2"})
+    deployment.wait(
+        lambda messages: any(
+            json.loads(m.payload)["model"]["name"] == "efficientnet-lite0-int8"
+            for m in messages[start:]
+            if m.topic == RESULTS
+        ),
+        60,
+        "results from the INT8 model",
+    )
+    swapped = len(deployment.subscriber.messages)
+    deployment.wait(on_topic(RESULTS, 6, swapped), 30, "more results after the swap")
+    results = deployment.results(since=start)
+    ids = [r["frame-id"] for r in results]
+    assert ids == list(range(ids[0], ids[0] + len(ids))), f"frames lost or repeated: {ids}"
+    names = [r["model"]["name"] for r in results]
+    first_int8 = names.index("efficientnet-lite0-int8")
+    assert set(names[:first_int8]) == {"efficientnet-lite0"} and set(names[first_int8:]) == {names[-1]}
+    assert all(r["inference-results"][0]["Label"] in CAT_LABELS for r in results)
+    log = deployment.component_log()
+    assert "switched from model efficientnet-lite0 to efficientnet-lite0-int8" in log
+    assert log.count("watching the component configuration for updates") == 1  # no restart
+    deployment.configure({"ModelPath": "", "BatchSize": "1", "InferenceInterval": "0.5"})
