@@ -65,6 +65,7 @@ class VideoSource:
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self._stream = target.startswith(STREAM_SCHEMES)
+        self._device = target.startswith("/dev/video")
         self.dropped = 0
         self.reconnects = 0
         if target.startswith(("rtsp://", "rtsps://")):
@@ -105,7 +106,7 @@ class VideoSource:
             capture = self._open()
             if not capture.isOpened():
                 capture.release()
-                logger.warning("cannot open %s; trying again in %.1f s", self.target, delay)
+                logger.warning("cannot open %s%s; trying again in %.1f s", self.target, self._hint(), delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self._backoff[1])
                 continue
@@ -127,9 +128,11 @@ class VideoSource:
             self._ready.notify_all()
 
     def _open(self) -> Any:
-        if not self._stream:  # a file or a device, through the backend OpenCV picks
-            return self._cv2.VideoCapture(self.target)
         cv2 = self._cv2
+        if self._device:  # a camera through Video4Linux2, never probed as a file by FFmpeg
+            return cv2.VideoCapture(self.target, cv2.CAP_V4L2)
+        if not self._stream:  # a file, through the backend OpenCV picks
+            return cv2.VideoCapture(self.target)
         params = [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
             round(self.open_timeout * 1000),
@@ -137,6 +140,16 @@ class VideoSource:
             round(self.read_timeout * 1000),
         ]
         return cv2.VideoCapture(self.target, cv2.CAP_FFMPEG, params)
+
+    def _hint(self) -> str:
+        """Why a camera may not open, in words a person can act on."""
+        if not self._device:
+            return ""
+        if not os.path.exists(self.target):
+            return " (no such device: is the camera plugged in? `v4l2-ctl --list-devices` lists them)"
+        if not os.access(self.target, os.R_OK | os.W_OK):
+            return " (permission denied: add the component's user to the 'video' group)"
+        return " (the device refused: another process may hold it, or it is not a capture device)"
 
     def _read_all(self, capture: Any) -> None:
         while not self._stop.is_set():

@@ -21,10 +21,11 @@ from agent_client.errors import FrameTimeoutError
 from component.app import InferenceApp
 from component.config import build_config
 from component.frames import Frame
+from component.lifecycle import LifecycleReporter
 from component.sources import FrameSource, open_source
 from component.video import VideoSource
 
-from ..helpers import IMAGES_DIR, MODEL_DIR
+from ..helpers import IMAGES_DIR, MODEL_DIR, RecordingStateSender
 from ..mqtt_broker import free_port
 from ..rtsp_server import RtspRelay
 
@@ -351,3 +352,36 @@ def test_the_component_classifies_an_rtsp_stream_of_the_cat(
     results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert len(results) == 6
     assert all(r["inference-results"][0]["Label"] in CAT_LABELS for r in results)
+
+
+def test_a_missing_camera_is_retried_named_in_the_log_and_reported_errored(
+    socket_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real OpenCV (V4L2 backend) on a device node that does not exist: this machine's kernel has no video
+    drivers, so no camera can be attached here; what a user sees when theirs is unplugged is tested."""
+    camera = "/dev/video7"
+    assert not Path(camera).exists()
+    server = AgentServer(AgentOptions(socket=socket_path, models_root=MODEL_DIR.parent))
+    server.start()
+    sender = RecordingStateSender()
+    config = build_config(
+        {
+            "agent_socket": socket_path,
+            "source": camera,
+            "inference_interval": 0.0,
+            "publisher": "stdout",
+            "status_interval": 0.0,
+        }
+    )
+    app = InferenceApp(config, threading.Event(), lifecycle=LifecycleReporter(sender, 1.0))
+    timer = threading.Timer(3.5, app.stop)
+    timer.start()
+    try:
+        app.start()
+    finally:
+        timer.join()
+        app.close()
+        server.stop(grace=1.0)
+    assert sender.states == ["ERRORED"]
+    assert app.state == "WAITING_FOR_SOURCE" and app.counters.frames == 0
+    assert f"cannot open {camera} (no such device: is the camera plugged in?" in caplog.text

@@ -40,6 +40,7 @@ class FakeCapture:
 
 class FakeCv2:
     CAP_FFMPEG = 1900
+    CAP_V4L2 = 200
     CAP_PROP_OPEN_TIMEOUT_MSEC = 53
     CAP_PROP_READ_TIMEOUT_MSEC = 54
 
@@ -82,8 +83,8 @@ def test_a_stream_read_that_hits_the_read_timeout_drops_the_frame_and_reconnects
     assert cv2.opened[0] == ("rtsp://127.0.0.1:8554/cam", cv2.CAP_FFMPEG, [53, 10000, 54, 200])
 
 
-def test_files_and_devices_open_as_before_without_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    for target, live in (("/dev/video0", True), ("/data/clip.mp4", False)):
+def test_files_and_devices_open_without_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for target, live, backend in (("/dev/video0", True, (200,)), ("/data/clip.mp4", False, ())):
         cv2 = FakeCv2([1, 0.3, 2])
         monkeypatch.setattr(video, "import_cv2", lambda cv2=cv2: cv2)
         source = VideoSource(target, live=live, loop=False, queue_size=10, read_timeout=0.2)
@@ -92,4 +93,4 @@ def test_files_and_devices_open_as_before_without_timeouts(monkeypatch: pytest.M
         finally:
             source.close()
         assert [int(np.asarray(f.image)[0, 0, 0]) for f in got] == [1, 99, 2]  # a slow read is no stall
-        assert cv2.opened[0] == (target,)
+        assert cv2.opened[0] == (target, *backend)  # a camera always through V4L2
