@@ -1,7 +1,9 @@
 """Typed client for the agent's gRPC API: numpy in, numpy out, deadlines on every call.
 
-Every call carries a deadline (`timeout`); UNAVAILABLE (nothing listening, agent restarting) is retried a
-bounded number of times with exponential backoff inside that deadline, and nothing else is retried.
+Every call carries a deadline (`timeout`), which the client also enforces itself (gRPC's does not fire
+while a large request sits in a full socket buffer, e.g. with a frozen agent); UNAVAILABLE (nothing
+listening, agent restarting) is retried a bounded number of times with exponential backoff inside that
+deadline, and nothing else is retried.
 gRPC status codes become the project's exceptions (see agent_client.errors), each saying what to do.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 import numpy as np
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/tmp/aws.greengrass.SageMakerEdgeManager.sock"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEADLINE_GRACE_S = 0.25  # how long past the gRPC deadline the client waits before giving up by itself
 
 Response = TypeVar("Response")
 
@@ -194,9 +197,18 @@ class AgentClient:
         deadline = time.monotonic() + self.options.timeout
         attempt = 0
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = max(deadline - time.monotonic(), 0.001)
+            # gRPC's own deadline does not fire while a large request is stuck in a full socket buffer (an
+            # agent that is frozen or swapping), so the wait for the answer is bounded here as well.
+            future = cast(Any, method).future(request, timeout=remaining)
             try:
-                return method(request, timeout=max(remaining, 0.001))
+                return cast(Response, future.result(timeout=remaining + DEADLINE_GRACE_S))
+            except grpc.FutureTimeoutError:
+                future.cancel()
+                raise AgentTimeoutError(
+                    f"{what}: the agent did not answer within {self.options.timeout:g} s (the request could "
+                    f"not even be sent: is the agent process stopped or starved?)"
+                ) from None
             except grpc.RpcError as exc:
                 code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
                 pause = self.options.backoff * 2**attempt

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -256,3 +258,31 @@ def test_a_model_swap_and_batch_change_through_the_core_under_load_lose_no_frame
     assert "switched from model efficientnet-lite0 to efficientnet-lite0-int8" in log
     assert log.count("watching the component configuration for updates") == 1  # no restart
     deployment.configure({"ModelPath": "", "BatchSize": "1", "InferenceInterval": "0.5"})
+
+
+def test_a_sustained_agent_outage_is_reported_errored_and_the_core_restarts_the_component(
+    deployment: Deployment,
+) -> None:
+    """The agent is frozen (SIGSTOP): Predict calls time out; after ErroredAfterSeconds the component reports
+    ERRORED over IPC, the stand-in restarts it as the nucleus would, and once the agent runs again
+    (SIGCONT) the new process classifies and publishes."""
+    pids = re.findall(rf"{re.escape(AGENT)}: \w+ started \(pid (\d+)\)", deployment.log.read_text())
+    assert pids, deployment.log.read_text()[-3000:]
+    agent_pid = int(pids[-1])
+    deployment.configure({"ErroredAfterSeconds": "2", "RpcTimeoutSeconds": "1", "InferenceInterval": "0.2"})
+    time.sleep(1.0)  # applied between frames
+    os.kill(agent_pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 60
+        while json.loads(deployment.gglocal("status", "--json").stdout)[INFERENCE]["errors"] < 1:
+            assert time.monotonic() < deadline, deployment.component_log()[-4000:]
+            time.sleep(0.2)
+    finally:
+        os.kill(agent_pid, signal.SIGCONT)
+    start = len(deployment.subscriber.messages)
+    deployment.wait(on_topic(RESULTS, 3, start), 60, "results after the restart")
+    log = deployment.component_log()
+    assert re.search(r"reported ERRORED to the Greengrass core: nothing classified for \d+ s: the agent", log)
+    assert log.count("watching the component configuration for updates") == 2  # restarted once
+    status = json.loads(deployment.gglocal("status", "--json").stdout)[INFERENCE]
+    assert status["state"] == "RUNNING" and status["errors"] == 1

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent_client import AgentClient, ClientOptions
+from agent_client.errors import AgentTimeoutError
 
-from ..helpers import agent_process, run_module, stop_process
+from ..helpers import MODEL_DIR, agent_process, run_module, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +50,28 @@ def test_bad_options_exit_with_a_message(socket_path: Path, tmp_path: Path) -> N
     result = run_module("agent", "--socket", str(socket_path), "--models-root", str(tmp_path / "no"))
     assert result.returncode == 2
     assert "is not a folder; pass --models-root" in result.stderr
+
+
+def test_a_frozen_agent_still_gives_a_timeout_for_a_large_request_within_the_deadline(
+    socket_path: Path,
+) -> None:
+    """SIGSTOP leaves the socket open and unread: a 600 kB frame fills its buffer, where gRPC's own deadline
+    never fires (measured: blocked for good). The client's own bound turns it into AgentTimeoutError."""
+    frame = np.zeros((1, 3, 224, 224), np.float32)
+    with (
+        agent_process(socket_path, MODEL_DIR.parent) as agent,
+        AgentClient(socket_path, ClientOptions(timeout=1.0)) as client,
+    ):
+        client.load_model(str(MODEL_DIR), "lite0")
+        client.predict("lite0", {"input": frame})
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(2):
+                started = time.monotonic()
+                with pytest.raises(AgentTimeoutError, match="did not answer within 1 s"):
+                    client.predict("lite0", {"input": frame})
+                assert time.monotonic() - started < 3.0
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        (scores,) = client.predict("lite0", {"input": frame})  # the same client goes on once it runs
+    assert scores.shape == (1, 1000)
