@@ -7,6 +7,7 @@ key; elsewhere the flags are all there is, and results go to stdout as JSON line
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import signal
 import sys
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    faulthandler.register(
+        signal.SIGUSR1, all_threads=True
+    )  # `kill -USR1 PID`: every thread's stack to stderr
     try:
         config = load_config(args)
         logging.getLogger().setLevel(config.log_level)

@@ -87,7 +87,18 @@ class Component:
         return "".join(self.stderr)
 
     def wait(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)  # the component prints every thread's stack
+            time.sleep(1.0)
+            self.proc.kill()
+            self.proc.wait(10)
+            for reader in self._readers:
+                reader.join(10)
+            raise AssertionError(
+                f"the component did not exit within {timeout} s; its log:\n{self.log}"
+            ) from None
         for reader in self._readers:  # the pipes end with the process; readers finish draining them
             reader.join(10)
         return code
