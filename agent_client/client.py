@@ -10,6 +10,7 @@ gRPC status codes become the project's exceptions (see agent_client.errors), eac
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "/tmp/aws.greengrass.SageMakerEdgeManager.sock"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CLOSE_TIMEOUT_S = 2.0
 DEADLINE_GRACE_S = 0.25  # how long past the gRPC deadline the client waits before giving up by itself
 
 Response = TypeVar("Response")
@@ -110,8 +112,19 @@ class AgentClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        self._channel.close()
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Closes the connection. gRPC waits for every request it has not finished, and one stuck in a full
+        socket buffer (a frozen agent) never finishes, so the wait is bounded and then abandoned."""
+        closer = threading.Thread(target=self._channel.close, name="agent-channel-close", daemon=True)
+        closer.start()
+        closer.join(timeout)
+        if closer.is_alive():
+            logger.warning(
+                "the connection to the agent on %s did not close within %g s (a request is stuck: is the "
+                "agent process stopped?); leaving it behind",
+                self.socket_path,
+                timeout,
+            )
 
     def wait_until_ready(self, timeout: float) -> None:
         """Blocks until the agent accepts connections; AgentUnavailableError after timeout seconds."""

@@ -75,3 +75,21 @@ def test_a_frozen_agent_still_gives_a_timeout_for_a_large_request_within_the_dea
             agent.send_signal(signal.SIGCONT)
         (scores,) = client.predict("lite0", {"input": frame})  # the same client goes on once it runs
     assert scores.shape == (1, 1000)
+
+
+def test_closing_the_client_while_a_request_is_stuck_in_a_frozen_agent_returns(socket_path: Path) -> None:
+    """gRPC's close waits for every unfinished request; one stuck in a frozen agent's socket never finishes
+    (measured: close blocked for good), so the client bounds the wait."""
+    frame = np.zeros((1, 3, 224, 224), np.float32)
+    with agent_process(socket_path, MODEL_DIR.parent) as agent:
+        client = AgentClient(socket_path, ClientOptions(timeout=1.0))
+        client.load_model(str(MODEL_DIR), "lite0")
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(AgentTimeoutError):
+                client.predict("lite0", {"input": frame})
+            started = time.monotonic()
+            client.close(timeout=1.0)
+            assert time.monotonic() - started < 2.0
+        finally:
+            agent.send_signal(signal.SIGCONT)
