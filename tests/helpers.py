@@ -21,6 +21,7 @@ from agent_client import AgentClient
 from agent_client.errors import AgentUnavailableError
 from component.app import InferenceApp
 from component.config import build_config
+from component.lifecycle import LifecycleReporter
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
@@ -102,9 +103,15 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
     return proc.returncode
 
 
-def run_inference(socket: Path, **config: object) -> InferenceApp:
+def run_inference(
+    socket: Path,
+    stop_after: float | None = None,
+    lifecycle: LifecycleReporter | None = None,
+    **config: object,
+) -> InferenceApp:
     """The component in this process against an in-process agent serving the bundled models, to the end of
-    its source or MaxFrames; results go to stdout as JSON lines (read them with capsys)."""
+    its source or MaxFrames, or stopped after stop_after seconds; results go to stdout as JSON lines (read
+    them with capsys)."""
     server = AgentServer(AgentOptions(socket=socket, models_root=MODEL_DIR.parent))
     server.start()
     settings = {
@@ -114,10 +121,16 @@ def run_inference(socket: Path, **config: object) -> InferenceApp:
         "status_interval": 0.0,
         **config,
     }
-    app = InferenceApp(build_config(settings), threading.Event())
+    app = InferenceApp(build_config(settings), threading.Event(), lifecycle=lifecycle)
+    timer = threading.Timer(stop_after, app.stop) if stop_after is not None else None
+    if timer is not None:
+        timer.start()
     try:
         app.start()
     finally:
+        if timer is not None:
+            timer.cancel()
+            timer.join()
         app.close()
         server.stop(grace=1.0)
     return app

@@ -4,10 +4,8 @@ test relay on 127.0.0.1 (tests/rtsp_server.py) that the video source plays from.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from agent.server import AgentOptions, AgentServer
 from agent_client.errors import FrameTimeoutError
-from component.app import InferenceApp
-from component.config import build_config
 from component.frames import Frame
 from component.lifecycle import LifecycleReporter
 from component.sources import FrameSource, open_source
 from component.video import VideoSource
 
-from ..helpers import IMAGES_DIR, MODEL_DIR, RecordingStateSender
+from ..helpers import IMAGES_DIR, RecordingStateSender, run_inference, stdout_payloads
 from ..mqtt_broker import free_port
 from ..rtsp_server import RtspRelay
 
@@ -100,25 +95,17 @@ def test_a_looping_video_file_starts_again(clip: Path) -> None:
 def test_the_component_classifies_a_video_of_the_cat(
     clip: Path, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = AgentServer(AgentOptions(socket=socket_path, models_root=MODEL_DIR.parent))
-    server.start()
-    config = {
-        "agent_socket": socket_path,
-        "source": str(clip),
-        "inference_interval": 0.0,
-        "publisher": "stdout",
-        "status_interval": 0.0,
-        "max_frames": 8,
-    }
-    app = InferenceApp(build_config(config), threading.Event())
-    try:
-        app.start()
-    finally:
-        app.close()
-        server.stop(grace=1.0)
-    results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    run_inference(socket_path, source=str(clip), max_frames=8)
+    results = stdout_payloads(capsys.readouterr().out)
     assert len(results) == 8
     assert all(r["inference-results"][0]["Label"] in {"tiger cat", "Egyptian cat", "tabby"} for r in results)
+
+
+def live_encode(clip: Path, gop: int) -> list[str]:
+    """ffmpeg reading the clip in real time, looped for ever, re-encoded as MPEG-4 with a key frame every
+    `gop` frames: the start of a live stream's command line, before its output options."""
+    source = ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip)]
+    return [*source, "-c:v", "mpeg4", "-q:v", "3", "-g", str(gop)]
 
 
 class StreamServer:
@@ -133,20 +120,7 @@ class StreamServer:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                "ffmpeg",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                str(self.clip),
-                "-c:v",
-                "mpeg4",
-                "-q:v",
-                "3",
-                "-g",
-                "5",
+                *live_encode(self.clip, gop=5),
                 "-bsf:v",
                 "dump_extra",
                 "-f",
@@ -223,20 +197,7 @@ class RtspPublisher:
         """Starts ffmpeg and returns once it records on the relay."""
         self.process = subprocess.Popen(
             [
-                "ffmpeg",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                str(self.clip),
-                "-c:v",
-                "mpeg4",
-                "-q:v",
-                "3",
-                "-g",
-                str(self.gop),
+                *live_encode(self.clip, gop=self.gop),
                 "-f",
                 "rtsp",
                 "-rtsp_transport",
@@ -329,27 +290,9 @@ def test_a_silent_rtsp_stream_is_reopened_after_the_read_timeout(rtsp: RtspPubli
 def test_the_component_classifies_an_rtsp_stream_of_the_cat(
     rtsp: RtspPublisher, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    server = AgentServer(AgentOptions(socket=socket_path, models_root=MODEL_DIR.parent))
-    server.start()
-    config = {
-        "agent_socket": socket_path,
-        "source": rtsp.url,
-        "inference_interval": 0.0,
-        "publisher": "stdout",
-        "status_interval": 0.0,
-        "max_frames": 6,
-    }
-    stop = threading.Event()
-    give_up = threading.Timer(120.0, stop.set)  # max_frames ends the run; this only bounds a broken one
-    give_up.start()
-    app = InferenceApp(build_config(config), stop)
-    try:
-        app.start()
-    finally:
-        give_up.cancel()
-        app.close()
-        server.stop(grace=1.0)
-    results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    # max_frames ends the run; stop_after only bounds a broken one
+    run_inference(socket_path, stop_after=120.0, source=rtsp.url, max_frames=6)
+    results = stdout_payloads(capsys.readouterr().out)
     assert len(results) == 6
     assert all(r["inference-results"][0]["Label"] in CAT_LABELS for r in results)
 
@@ -361,27 +304,8 @@ def test_a_missing_camera_is_retried_named_in_the_log_and_reported_errored(
     drivers, so no camera can be attached here; what a user sees when theirs is unplugged is tested."""
     camera = "/dev/video7"
     assert not Path(camera).exists()
-    server = AgentServer(AgentOptions(socket=socket_path, models_root=MODEL_DIR.parent))
-    server.start()
     sender = RecordingStateSender()
-    config = build_config(
-        {
-            "agent_socket": socket_path,
-            "source": camera,
-            "inference_interval": 0.0,
-            "publisher": "stdout",
-            "status_interval": 0.0,
-        }
-    )
-    app = InferenceApp(config, threading.Event(), lifecycle=LifecycleReporter(sender, 1.0))
-    timer = threading.Timer(3.5, app.stop)
-    timer.start()
-    try:
-        app.start()
-    finally:
-        timer.join()
-        app.close()
-        server.stop(grace=1.0)
+    app = run_inference(socket_path, stop_after=3.5, lifecycle=LifecycleReporter(sender, 1.0), source=camera)
     assert sender.states == ["ERRORED"]
     assert app.state == "WAITING_FOR_SOURCE" and app.counters.frames == 0
     assert f"cannot open {camera} (no such device: is the camera plugged in?" in caplog.text
