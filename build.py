@@ -44,7 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recipes.validate import ARCHITECTURES, SEMVER, RecipeError, artifacts_of, digest, file_of, validate
+from agent_client.errors import RecipeError
+from ggrules.semver import SEMVER
+from recipes.validate import ARCHITECTURES, artifacts_of, digest, file_of, validate
 
 ROOT = Path(__file__).resolve().parent
 MODEL = "edgeclassifier.Model.EfficientNetLite0"

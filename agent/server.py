@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import stat
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +15,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from agent_client import agent_pb2_grpc
 from agent_client.client import socket_target
 from agent_client.errors import ConfigError
+from agent_client.sockets import check_socket_path_length, claim_socket_path
 
-from .capture import CaptureWriter
+from .datacapture import CaptureWriter
 from .models import ModelRegistry
 from .service import AgentService
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "AWS.SageMaker.Edge.Agent"
-MAX_SOCKET_PATH = 107
 
 
 @dataclass(frozen=True)
@@ -42,10 +40,7 @@ class AgentOptions:
     max_message_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if len(str(self.socket)) > MAX_SOCKET_PATH:
-            raise ConfigError(
-                f"socket path {self.socket} is longer than {MAX_SOCKET_PATH} bytes; choose a shorter one"
-            )
+        check_socket_path_length(self.socket)
         if not self.models_root.is_dir():
             raise ConfigError(f"models root {self.models_root} is not a folder; pass --models-root DIR")
         if not 1 <= self.threads <= 64:
@@ -54,25 +49,6 @@ class AgentOptions:
             raise ConfigError(f"workers must be 1..64, got {self.workers}")
         if self.max_message_bytes < 1024:
             raise ConfigError(f"max message size must be at least 1 KiB, got {self.max_message_bytes} bytes")
-
-
-def _clear_stale_socket(path: Path) -> None:
-    """Removes a socket file left by a dead agent; refuses to take over one that still answers."""
-    if not path.exists() and not path.is_symlink():
-        return
-    if not stat.S_ISSOCK(path.lstat().st_mode):
-        raise ConfigError(f"{path} exists and is not a socket; remove it or choose another --socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(path))
-    except OSError:
-        logger.info("removing stale socket %s", path)
-        path.unlink()
-    else:
-        raise ConfigError(f"another process is serving on {path}; stop it or choose another --socket")
-    finally:
-        probe.close()
 
 
 class AgentServer:
@@ -109,7 +85,7 @@ class AgentServer:
 
     def _prepare_socket(self) -> None:
         self.options.socket.parent.mkdir(parents=True, exist_ok=True)
-        _clear_stale_socket(self.options.socket)
+        claim_socket_path(self.options.socket)
 
     def _start_capture(self) -> None:
         if self.capture is not None:

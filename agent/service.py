@@ -28,7 +28,7 @@ from agent_client.errors import (
 )
 from agent_client.tensors import TensorInfo, from_bytes, numpy_dtype
 
-from .capture import CaptureWriter
+from .datacapture import CaptureWriter
 from .models import LoadedModel, ModelRegistry
 
 logger = logging.getLogger(__name__)

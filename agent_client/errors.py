@@ -22,6 +22,9 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
         +-- BackendUnavailableError the backend's Python package is not installed (message names the extra)
     +-- CaptureQueueFullError  the agent's capture queue is full; the capture was not accepted (agent side)
     +-- CaptureDisabledError   the agent runs without a capture folder (agent side)
+    +-- RecipeError            a recipe or version a Greengrass core would refuse (build.py, gglocal)
+
+Standard library only: build.py imports this module with the system python3.
 """
 
 from __future__ import annotations
@@ -97,3 +100,7 @@ class CaptureQueueFullError(EdgeError):
 
 class CaptureDisabledError(EdgeError):
     """The agent was started without --capture-dir (gRPC FAILED_PRECONDITION)."""
+
+
+class RecipeError(EdgeError):
+    """A recipe, version or version range that a Greengrass core would refuse; the message names the rule."""

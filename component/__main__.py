@@ -19,7 +19,7 @@ from agent_client.errors import EdgeError
 from .app import ConfigUpdates, InferenceApp
 from .config import ComponentConfig, build_config
 from .greengrass import ConfigurationWatcher
-from .lifecycle import IpcStateSender, LifecycleReporter
+from .health import IpcStateSender, LifecycleReporter
 from .manifest import load_manifest, verify_sha256
 from .publishers import under_greengrass
 

@@ -40,17 +40,17 @@ from agent_client.errors import (
     PublishError,
 )
 
-from .capture import CaptureSampler
 from .classify import RemoteModel
 from .config import ComponentConfig
 from .frames import Classification, Frame
-from .lifecycle import LifecycleReporter
+from .health import LifecycleReporter
 from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 from .metrics import Metrics
 from .pipeline import FramePipeline, PreparedFrame
 from .preprocess import Preprocessor
 from .publishers import Publisher, open_publisher
 from .results import ModelIdentity, to_payload
+from .sampling import CaptureSampler
 from .sources import FrameSource, open_source
 from .status import StatusReporter, default_status_topic
 from .swap import PreparedModel, prepare_model

@@ -16,7 +16,7 @@ from gglocal.errors import (
     IpcOperationError,
     RecipeError,
 )
-from gglocal.lifecycle import ComponentState, RestartPolicy
+from gglocal.runner import ComponentState, RestartPolicy
 from gglocal.server import IpcServer
 
 __all__ = [

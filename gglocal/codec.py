@@ -1,4 +1,4 @@
-"""aws-c-event-stream framing: encode and decode messages (frames) with all header types.
+"""aws-c-event-stream framing: encode and decode event-stream messages with all header types.
 
 Wire format (big-endian)::
 
@@ -100,7 +100,7 @@ class Header:
 
 
 @dataclass(frozen=True)
-class Frame:
+class EventMessage:
     """One decoded event-stream message: ordered headers and a payload."""
 
     headers: tuple[Header, ...]
@@ -145,17 +145,17 @@ def _encode_header(header: Header) -> bytes:
     return head + struct.pack(">H", len(raw)) + raw
 
 
-def encode_frame(frame: Frame) -> bytes:
-    """Serialize a frame with both CRCs."""
-    headers = b"".join(_encode_header(h) for h in frame.headers)
+def encode_message(message: EventMessage) -> bytes:
+    """Serialize a message with both CRCs."""
+    headers = b"".join(_encode_header(h) for h in message.headers)
     if len(headers) > MAX_HEADERS_LEN:
         raise FramingError(f"headers are {len(headers)} bytes (max {MAX_HEADERS_LEN})")
-    total = MIN_MESSAGE_LEN + len(headers) + len(frame.payload)
+    total = MIN_MESSAGE_LEN + len(headers) + len(message.payload)
     if total > MAX_MESSAGE_LEN:
         raise FramingError(f"message is {total} bytes (max {MAX_MESSAGE_LEN})")
     prelude = struct.pack(">II", total, len(headers))
     prelude += struct.pack(">I", zlib.crc32(prelude))
-    body = prelude + headers + frame.payload
+    body = prelude + headers + message.payload
     return body + struct.pack(">I", zlib.crc32(body))
 
 
@@ -210,7 +210,7 @@ def _check_prelude(prelude: bytes) -> tuple[int, int]:
     return total, headers_len
 
 
-def decode_frame(data: bytes) -> Frame:
+def decode_message(data: bytes) -> EventMessage:
     """Decode exactly one complete message; raises FramingError on any inconsistency."""
     if len(data) < MIN_MESSAGE_LEN:
         raise FramingError(f"message is {len(data)} bytes, shorter than {MIN_MESSAGE_LEN}")
@@ -221,27 +221,27 @@ def decode_frame(data: bytes) -> Frame:
     if zlib.crc32(data[:-4]) != crc:
         raise FramingError("message CRC mismatch")
     headers = _decode_headers(bytes(data[PRELUDE_LEN : PRELUDE_LEN + headers_len]))
-    return Frame(headers, bytes(data[PRELUDE_LEN + headers_len : -4]))
+    return EventMessage(headers, bytes(data[PRELUDE_LEN + headers_len : -4]))
 
 
-class FrameDecoder:
-    """Incremental decoder: feed bytes as they arrive, get complete frames back."""
+class MessageDecoder:
+    """Incremental decoder: feed bytes as they arrive, get complete messages back."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes) -> list[EventMessage]:
         self._buffer += data
-        frames: list[Frame] = []
+        messages: list[EventMessage] = []
         while len(self._buffer) >= PRELUDE_LEN:
             total, _ = _check_prelude(bytes(self._buffer[:PRELUDE_LEN]))
             if len(self._buffer) < total:
                 break
-            frames.append(decode_frame(bytes(self._buffer[:total])))
+            messages.append(decode_message(bytes(self._buffer[:total])))
             del self._buffer[:total]
-        return frames
+        return messages
 
     @property
     def pending(self) -> int:
-        """Bytes received but not yet part of a complete frame."""
+        """Bytes received but not yet part of a complete message."""
         return len(self._buffer)

@@ -15,20 +15,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ggrules.variables import pointer_parts
+
 logger = logging.getLogger(__name__)
 
 KeyPath = tuple[str, ...]
 ConfigListener = Callable[[str, KeyPath], None]
 _MISSING = object()
-
-
-def split_pointer(pointer: str) -> KeyPath:
-    """RFC 6901 JSON pointer to a key path: ``/a/b~1c`` -> ``("a", "b/c")``; ``""`` and ``/`` are the root."""
-    if pointer in ("", "/"):
-        return ()
-    if not pointer.startswith("/"):
-        raise ValueError(f"JSON pointer {pointer!r} must start with /")
-    return tuple(part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/"))
 
 
 def lookup(document: Any, path: Sequence[str]) -> Any:
@@ -142,7 +135,7 @@ class ConfigStore:
             current = self._configs.get(component, {})
             defaults = self._defaults.get(component, {})
             for pointer in pointers:
-                path = split_pointer(pointer)
+                path = pointer_parts(pointer)
                 try:
                     default = copy.deepcopy(lookup(defaults, path))
                 except KeyError:

@@ -16,7 +16,7 @@ import socket
 import threading
 from typing import Protocol
 
-from gglocal.codec import FrameDecoder, encode_frame
+from gglocal.codec import MessageDecoder, encode_message
 from gglocal.errors import FramingError
 from gglocal.rpc import (
     CONNECTION_ACCEPTED,
@@ -129,14 +129,14 @@ class ServerConnection:
                 item.done.set()
                 continue
             try:
-                self._sock.sendall(encode_frame(item.to_frame()))
+                self._sock.sendall(encode_message(item.to_event_message()))
             except OSError as exc:
                 logger.info("%s: send failed (%s); closing", self.name, exc)
                 self.close()
                 return
 
     def _read_loop(self) -> None:
-        decoder = FrameDecoder()
+        decoder = MessageDecoder()
         try:
             while not self._closed.is_set():
                 ready, _, _ = select.select([self._sock], [], [], POLL_S)
@@ -147,7 +147,7 @@ class ServerConnection:
                     logger.debug("%s: client closed the connection", self.name)
                     return
                 for frame in decoder.feed(data):
-                    if not self._handle(RpcMessage.from_frame(frame)):
+                    if not self._handle(RpcMessage.from_event_message(frame)):
                         return
         except FramingError as exc:
             logger.warning("%s: protocol error: %s", self.name, exc)

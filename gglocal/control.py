@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from agent_client.sockets import claim_socket_path
 from gglocal.errors import ControlError, GgLocalError
-from gglocal.server import remove_stale_socket
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class ControlServer:
         self.failures = 0
 
     def start(self) -> None:
-        remove_stale_socket(self.socket_path)
+        claim_socket_path(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.socket_path))
         listener.listen(8)

@@ -31,10 +31,10 @@ from gglocal.deployment import (
 )
 from gglocal.errors import ControlError, DeploymentError
 from gglocal.iotcore import IotCore, StdoutIotCore
-from gglocal.lifecycle import ComponentRunner, ComponentSpec, ComponentState, RestartPolicy
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.outbox import DEFAULT_LIMIT, Outbox
 from gglocal.recipe import current_platform
+from gglocal.runner import ComponentRunner, ComponentSpec, ComponentState, RestartPolicy
 from gglocal.server import IpcServer, short_socket_path
 from gglocal.variables import ComponentPaths, VariableContext, expand
 

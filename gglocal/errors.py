@@ -5,15 +5,17 @@ All derive from :class:`agent_client.errors.EdgeError` through :class:`GgLocalEr
     GgLocalError
     +-- FramingError        malformed event-stream frame (bad CRC, length, header type); connection closed
     +-- IpcOperationError   a modeled IPC error (UnauthorizedError, ...) sent to the client
-    +-- RecipeError         unparsable recipe, no manifest for this platform, bad version range
     +-- DeploymentError     a deployment cannot be carried out (missing or public dependency, unmet version)
         +-- ArtifactError       artifact missing, digest mismatch, or unsafe archive (zip-slip)
     +-- ControlError        the control socket of a running stand-in cannot be reached, or a command failed
+
+``RecipeError`` (unparsable recipe, no manifest for this platform, a rule of the core broken, bad version
+range) is the project's own, shared with build.py: ``agent_client.errors.RecipeError``, re-exported here.
 """
 
 from __future__ import annotations
 
-from agent_client.errors import EdgeError
+from agent_client.errors import EdgeError, RecipeError
 
 
 class GgLocalError(EdgeError):
@@ -36,10 +38,6 @@ class IpcOperationError(GgLocalError):
         self.message = message
 
 
-class RecipeError(GgLocalError):
-    """A recipe is malformed, matches no manifest for this platform, or holds an invalid version range."""
-
-
 class DeploymentError(GgLocalError):
     """A deployment cannot be carried out; the message says which component and how to fix it."""
 
@@ -50,3 +48,14 @@ class ArtifactError(DeploymentError):
 
 class ControlError(GgLocalError):
     """The control socket of a running stand-in cannot be reached, or it refused a command."""
+
+
+__all__ = [
+    "ArtifactError",
+    "ControlError",
+    "DeploymentError",
+    "FramingError",
+    "GgLocalError",
+    "IpcOperationError",
+    "RecipeError",
+]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gglocal.errors import RecipeError
-from gglocal.versions import Version, VersionRange
+from ggrules.semver import Version, VersionRange
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol
 
-from gglocal.codec import Frame, Header, HeaderType
+from gglocal.codec import EventMessage, Header, HeaderType
 from gglocal.errors import FramingError
 
 logger = logging.getLogger(__name__)
@@ -64,18 +64,18 @@ class RpcMessage:
         return bool(self.flags & TERMINATE_STREAM)
 
     def get(self, name: str) -> Any:
-        return Frame(self.headers).get(name)
+        return EventMessage(self.headers).get(name)
 
-    def to_frame(self) -> Frame:
+    def to_event_message(self) -> EventMessage:
         protocol = (
             Header.int32(MESSAGE_TYPE, int(self.message_type)),
             Header.int32(MESSAGE_FLAGS, self.flags),
             Header.int32(STREAM_ID, self.stream_id),
         )
-        return Frame(self.headers + protocol, self.payload)
+        return EventMessage(self.headers + protocol, self.payload)
 
     @classmethod
-    def from_frame(cls, frame: Frame) -> RpcMessage:
+    def from_event_message(cls, frame: EventMessage) -> RpcMessage:
         values: dict[str, int] = {}
         others: list[Header] = []
         for header in frame.headers:

@@ -18,7 +18,6 @@ import os
 import secrets
 import select
 import socket
-import stat
 import string
 import tempfile
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent_client.sockets import MAX_SOCKET_PATH, claim_socket_path
 from gglocal.configstore import ConfigStore
 from gglocal.connection import ServerConnection
 from gglocal.iotcore import IotCore, StdoutIotCore
@@ -35,7 +35,6 @@ from gglocal.rpc import RpcMessage, Stream
 
 logger = logging.getLogger(__name__)
 
-MAX_SOCKET_PATH = 107
 ACCEPT_POLL_S = 0.25
 JOIN_TIMEOUT_S = 5.0
 
@@ -46,17 +45,6 @@ def short_socket_path(directory: Path, name: str) -> Path:
     if len(os.fsencode(candidate)) <= MAX_SOCKET_PATH:
         return candidate
     return Path(tempfile.mkdtemp(prefix="gg")) / name
-
-
-def remove_stale_socket(path: Path) -> None:
-    """Remove a leftover unix socket at ``path``; refuse to delete anything else."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(f"{path} exists and is not a unix socket; remove it or pick another path")
-    path.unlink()
 
 
 def new_svcuid() -> str:
@@ -96,7 +84,7 @@ class IpcServer:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_socket(self.socket_path)
+        claim_socket_path(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.socket_path))
         listener.listen(64)

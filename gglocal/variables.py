@@ -13,16 +13,13 @@ Anything that cannot be resolved is left as written, as the nucleus does.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gglocal.configstore import lookup, split_pointer
-
-_PLACEHOLDER = re.compile(r"\{([^{}\s]+)\}")
-NAMESPACES = ("artifacts", "configuration", "work", "kernel", "iot")
+from gglocal.configstore import lookup
+from ggrules.variables import Variable, pointer_parts, substitute
 
 
 @dataclass(frozen=True)
@@ -60,36 +57,26 @@ def _component_value(paths: ComponentPaths, namespace: str, key: str) -> str | N
         return str(paths.work_path)
     if namespace == "configuration":
         try:
-            return format_value(lookup(paths.configuration, split_pointer(key)))
+            return format_value(lookup(paths.configuration, pointer_parts(key)))
         except (KeyError, ValueError):
             return None
     return None
 
 
-def resolve(placeholder: str, context: VariableContext) -> str | None:
-    """The value of one placeholder body (without braces), or None when it cannot be resolved."""
-    first, sep, rest = placeholder.partition(":")
-    if not sep:
+def resolve(variable: Variable, context: VariableContext) -> str | None:
+    """The value of one variable, or None when it cannot be resolved."""
+    if not variable.known:
         return None
-    if first in NAMESPACES:
-        namespace, key = first, rest
-        if namespace == "kernel":
-            return str(context.kernel_root) if key == "rootPath" else None
-        if namespace == "iot":
-            return context.thing_name if key == "thingName" else None
-        return _component_value(context.component, namespace, key)
-    namespace, sep, key = rest.partition(":")
-    dependency = context.dependencies.get(first)
-    if not sep or dependency is None or namespace not in ("artifacts", "configuration", "work"):
-        return None
-    return _component_value(dependency, namespace, key)
+    if variable.component is not None:
+        dependency = context.dependencies.get(variable.component)
+        return None if dependency is None else _component_value(dependency, variable.namespace, variable.key)
+    if variable.namespace == "kernel":
+        return str(context.kernel_root)
+    if variable.namespace == "iot":
+        return context.thing_name
+    return _component_value(context.component, variable.namespace, variable.key)
 
 
 def expand(text: str, context: VariableContext) -> str:
-    """Replace every resolvable ``{...}`` placeholder in ``text``."""
-
-    def substitute(match: re.Match[str]) -> str:
-        value = resolve(match.group(1), context)
-        return match.group(0) if value is None else value
-
-    return _PLACEHOLDER.sub(substitute, text)
+    """Replace every resolvable ``{...}`` variable in ``text``."""
+    return substitute(text, lambda variable: resolve(variable, context))

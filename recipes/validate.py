@@ -27,30 +27,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent_client.errors import RecipeError
+from ggrules.semver import SEMVER, Version, VersionRange
+from ggrules.variables import CROSS_NAMESPACES, NAMESPACES, Variable, pointer_parts, variables_in
+
 Recipe = dict[str, Any]
 
 ARCHITECTURES = ("amd64", "aarch64")
 S3_PREFIX = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
-# semver.org's regular expression, as in GDK's gdk-config.json schema.
-SEMVER = re.compile(
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
 COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 PLACEHOLDER = re.compile(r"@[A-Z_]+@")
-# The nucleus's own patterns (KernelConfigResolver): {namespace:key} and {Component:namespace:key}.
-SAME_VAR = re.compile(r"\{([.\w]+):([^:}]+)\}")
-CROSS_VAR = re.compile(r"\{([.\w]+):([.\w]+):([^:}]+)\}")
 DECOMPRESSED = re.compile(r"\{(?:([.\w]+):)?artifacts:decompressedPath\}/([^/'\"\s]+)")
-VARIABLE_KEYS: dict[str, set[str] | None] = {  # None: a JSON pointer into the DefaultConfiguration
-    "artifacts": {"path", "decompressedPath"},
-    "work": {"path"},
-    "configuration": None,
-    "kernel": {"rootPath"},
-    "iot": {"thingName"},
-}
-CROSS_NAMESPACES = ("artifacts", "work", "configuration")
 REQUIRED = (
     "RecipeFormatVersion",
     "ComponentName",
@@ -68,17 +55,6 @@ NOT_INTERPOLATED = (
     "recipe variables in configuration are interpolated only by nucleus >= 2.6 "
     "with interpolateComponentConfiguration"
 )
-COMPARE = {
-    ">=": lambda a, b: a >= b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b,
-    "=": lambda a, b: a == b,
-}
-
-
-class RecipeError(Exception):
-    """Recipes that must not be written; the message lists every problem."""
 
 
 def digest(data: bytes) -> str:
@@ -104,22 +80,6 @@ def file_of(uri: Any) -> str | None:
     return None
 
 
-def satisfies(version: str, requirement: str) -> bool:
-    """Whether version meets an npm-style range of plain comparators such as ">=1.0.0 <2.0.0"."""
-    comparators = requirement.split()
-    parsed = [re.fullmatch(r"(>=|<=|>|<|=)?(.+)", c) for c in comparators]
-    if not comparators or not all(m and SEMVER.match(m[2]) for m in parsed):
-        raise RecipeError(f"VersionRequirement {requirement!r}: use comparators like '>=1.0.0 <2.0.0'")
-    return all(COMPARE[m[1] or "="](_order(version), _order(m[2])) for m in parsed if m)
-
-
-def _order(version: str) -> tuple[int, int, int, int, str]:
-    match = SEMVER.match(version)
-    if not match:
-        raise RecipeError(f"{version!r} is not a semantic version")
-    return int(match[1]), int(match[2]), int(match[3]), 0 if match[4] else 1, match[4] or ""
-
-
 def default_configuration(recipe: Recipe) -> dict[str, Any]:
     configuration = recipe.get("ComponentConfiguration")
     config = configuration.get("DefaultConfiguration") if isinstance(configuration, dict) else None
@@ -143,10 +103,11 @@ def _strings(node: Any, where: str) -> Iterator[tuple[str, str]]:
 
 
 def _has_pointer(config: Any, pointer: str) -> bool:
-    if not pointer.startswith("/"):
+    try:
+        parts = pointer_parts(pointer)
+    except ValueError:
         return False
-    for part in pointer[1:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
+    for part in parts:
         if not isinstance(config, dict) or part not in config:
             return False
         config = config[part]
@@ -224,7 +185,7 @@ class _Checker:
                 yield from self.access_control(value)
             elif not isinstance(value, str):
                 yield f"{where}: store every value as a string (JSON numbers come back as floats)"
-            elif SAME_VAR.search(value) or CROSS_VAR.search(value):
+            elif any(True for _ in variables_in(value)):
                 yield f"{where}: {value!r}: {NOT_INTERPOLATED}; use a literal value"
 
     def access_control(self, access: Any) -> Iterator[str]:
@@ -257,7 +218,7 @@ class _Checker:
                     if operation != "*" and not str(operation).startswith("aws.greengrass#"):
                         yield f"{here}.operations: {operation!r} is not aws.greengrass#<Operation>"
                 for resource in policy.get("resources") or []:
-                    if SAME_VAR.search(str(resource)) or CROSS_VAR.search(str(resource)):
+                    if any(True for _ in variables_in(str(resource))):
                         yield f"{here}.resources: {resource!r}: {NOT_INTERPOLATED}; use an MQTT wildcard"
 
     def dependencies(self, name: str, recipe: Recipe) -> Iterator[str]:
@@ -274,11 +235,12 @@ class _Checker:
                 continue
             built = self.recipes.get(dependency, {}).get("ComponentVersion")
             try:
-                admitted = satisfies(built or "0.0.0", str(spec.get("VersionRequirement", "")))
+                requirement = VersionRange.parse(str(spec.get("VersionRequirement", "")))
+                admitted = built is None or requirement.matches(Version.parse(built))
             except RecipeError as exc:
                 yield f"{where}: {exc}"
                 continue
-            if built and not admitted:
+            if not admitted:
                 yield f"{where}: {spec['VersionRequirement']!r} excludes {dependency} {built}, built here"
 
     def lifecycle(self, recipe: Recipe, where: str, lifecycle: Any) -> Iterator[str]:
@@ -309,35 +271,39 @@ class _Checker:
 
     def variables(self, recipe: Recipe, where: str, text: str) -> Iterator[str]:
         dependencies = recipe.get("ComponentDependencies") or {}
-        for match in CROSS_VAR.finditer(text):
-            other, namespace, key = match.groups()
-            if other not in dependencies:
-                yield f"{where}: {match[0]} names {other}, which is not a dependency of this component"
-            elif namespace not in CROSS_NAMESPACES:
-                yield f"{where}: {match[0]}: the namespace must be one of {', '.join(CROSS_NAMESPACES)}"
-            else:
-                yield from self.key(where, match[0], namespace, key, self.recipes.get(other))
-        for match in SAME_VAR.finditer(CROSS_VAR.sub("", text)):
-            namespace, key = match.groups()
-            if namespace not in VARIABLE_KEYS:
+        for variable in variables_in(text):
+            if variable.component is not None and variable.component not in dependencies:
                 yield (
-                    f"{where}: unknown recipe variable {match[0]}; namespaces: {', '.join(VARIABLE_KEYS)} "
+                    f"{where}: {variable.text} names {variable.component}, which is not a dependency of this "
+                    "component"
+                )
+            elif variable.component is not None and variable.namespace not in CROSS_NAMESPACES:
+                namespaces = ", ".join(sorted(CROSS_NAMESPACES))
+                yield f"{where}: {variable.text}: the namespace must be one of {namespaces}"
+            elif variable.namespace not in NAMESPACES:
+                yield (
+                    f"{where}: unknown recipe variable {variable.text}; namespaces: {', '.join(NAMESPACES)} "
                     "(a shell ${VAR:-default} looks like one to the nucleus: use if/then)"
                 )
             else:
-                yield from self.key(where, match[0], namespace, key, recipe)
+                owner = recipe if variable.component is None else self.recipes.get(variable.component)
+                yield from self.key(where, variable, owner)
         for match in DECOMPRESSED.finditer(text):
             owner = self.recipes.get(match[1]) if match[1] else recipe
             if owner is not None and match[2] not in _zip_folders(owner):
                 folders = ", ".join(sorted(_zip_folders(owner))) or "none"
                 yield f"{where}: {match[0]}: no ZIP artifact unpacks to {match[2]}/ (ZIP folders: {folders})"
 
-    def key(self, where: str, variable: str, namespace: str, key: str, owner: Recipe | None) -> Iterator[str]:
-        keys = VARIABLE_KEYS[namespace]
-        if keys is not None and key not in keys:
-            yield f"{where}: {variable}: {namespace} has only {', '.join(sorted(keys))}"
-        elif keys is None and owner is not None and not _has_pointer(default_configuration(owner), key):
-            yield f"{where}: {variable}: no such key in the DefaultConfiguration"
+    def key(self, where: str, variable: Variable, owner: Recipe | None) -> Iterator[str]:
+        keys = NAMESPACES[variable.namespace]
+        if keys is not None and variable.key not in keys:
+            yield f"{where}: {variable.text}: {variable.namespace} has only {', '.join(sorted(keys))}"
+        elif (
+            keys is None
+            and owner is not None
+            and not _has_pointer(default_configuration(owner), variable.key)
+        ):
+            yield f"{where}: {variable.text}: no such key in the DefaultConfiguration"
 
     def artifact_files(self, recipe: Recipe, folder: Path) -> Iterator[str]:
         named = set()

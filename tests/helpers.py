@@ -21,7 +21,7 @@ from agent_client import AgentClient
 from agent_client.errors import AgentUnavailableError
 from component.app import InferenceApp
 from component.config import build_config
-from component.lifecycle import LifecycleReporter
+from component.health import LifecycleReporter
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"

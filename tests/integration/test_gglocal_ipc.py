@@ -239,20 +239,22 @@ def test_ping_is_answered_and_garbage_closes_the_connection(
 ) -> None:
     import socket
 
-    from gglocal.codec import FrameDecoder, Header, encode_frame
+    from gglocal.codec import Header, MessageDecoder, encode_message
     from gglocal.rpc import MessageType, RpcMessage
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
         raw.settimeout(TIMEOUT)
         raw.connect(str(ipc_server.socket_path))
         ping = RpcMessage(MessageType.PING, 0, 0, (Header.string("echo", "me"), Header.int32(":x", 1)), b"hi")
-        raw.sendall(encode_frame(ping.to_frame()))
-        (frame,) = FrameDecoder().feed(raw.recv(4096))
-        reply = RpcMessage.from_frame(frame)
+        raw.sendall(encode_message(ping.to_event_message()))
+        (frame,) = MessageDecoder().feed(raw.recv(4096))
+        reply = RpcMessage.from_event_message(frame)
         assert reply.message_type == MessageType.PING_RESPONSE
         assert (reply.get("echo"), reply.get(":x"), reply.payload) == ("me", None, b"hi")
         raw.sendall(b"\x00\x00\x00\x10garbage-garbage-")
         data = raw.recv(4096)
-        frames = FrameDecoder().feed(data) if data else []
-        assert not frames or RpcMessage.from_frame(frames[0]).message_type == MessageType.PROTOCOL_ERROR
+        frames = MessageDecoder().feed(data) if data else []
+        assert (
+            not frames or RpcMessage.from_event_message(frames[0]).message_type == MessageType.PROTOCOL_ERROR
+        )
         assert raw.recv(4096) == b""

@@ -16,7 +16,7 @@ from PIL import Image
 
 from agent_client.errors import FrameTimeoutError
 from component.frames import Frame
-from component.lifecycle import LifecycleReporter
+from component.health import LifecycleReporter
 from component.sources import FrameSource, open_source
 from component.video import VideoSource
 

@@ -18,7 +18,7 @@ from agent_client.errors import (
 from component.app import InferenceApp
 from component.config import build_config
 from component.frames import Classification, Frame, Prediction, StageLatency
-from component.lifecycle import LifecycleReporter
+from component.health import LifecycleReporter
 from component.pipeline import PreparedFrame
 from component.results import ModelIdentity
 

@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from gglocal.codec import Frame, FrameDecoder, Header, HeaderType, decode_frame, encode_frame
+from gglocal.codec import EventMessage, Header, HeaderType, MessageDecoder, decode_message, encode_message
 from gglocal.errors import FramingError
 from gglocal.rpc import TERMINATE_STREAM, MessageType, RpcMessage, error_message, json_message
 
@@ -27,20 +27,20 @@ ALL_HEADERS = (
 
 
 def test_round_trip_keeps_every_header_type_and_payload() -> None:
-    frame = Frame(ALL_HEADERS, b'{"x": 1}')
-    decoded = decode_frame(encode_frame(frame))
+    frame = EventMessage(ALL_HEADERS, b'{"x": 1}')
+    decoded = decode_message(encode_message(frame))
     assert decoded == frame
     assert {h.type for h in decoded.headers} == set(HeaderType)
 
 
 def test_empty_frame_is_sixteen_bytes() -> None:
-    data = encode_frame(Frame(()))
+    data = encode_message(EventMessage(()))
     assert len(data) == 16
-    assert decode_frame(data) == Frame((), b"")
+    assert decode_message(data) == EventMessage((), b"")
 
 
 def test_wire_layout_matches_the_spec() -> None:
-    data = encode_frame(Frame((Header.string("a", "b"),), b"P"))
+    data = encode_message(EventMessage((Header.string("a", "b"),), b"P"))
     total, headers_len, prelude_crc = struct.unpack(">III", data[:12])
     assert total == len(data) == 16 + headers_len + 1
     assert prelude_crc == zlib.crc32(data[:8])
@@ -49,17 +49,17 @@ def test_wire_layout_matches_the_spec() -> None:
 
 
 def test_prelude_crc_mismatch_is_rejected() -> None:
-    data = bytearray(encode_frame(Frame((Header.string("a", "b"),), b"x")))
+    data = bytearray(encode_message(EventMessage((Header.string("a", "b"),), b"x")))
     data[8] ^= 0xFF
     with pytest.raises(FramingError, match="prelude CRC"):
-        decode_frame(bytes(data))
+        decode_message(bytes(data))
 
 
 def test_message_crc_mismatch_is_rejected() -> None:
-    data = bytearray(encode_frame(Frame((Header.string("a", "b"),), b"payload")))
+    data = bytearray(encode_message(EventMessage((Header.string("a", "b"),), b"payload")))
     data[-6] ^= 0x01
     with pytest.raises(FramingError, match="message CRC"):
-        decode_frame(bytes(data))
+        decode_message(bytes(data))
 
 
 def test_unknown_header_type_is_rejected() -> None:
@@ -67,20 +67,20 @@ def test_unknown_header_type_is_rejected() -> None:
     prelude = struct.pack(">II", 16 + len(headers), len(headers))
     body = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers
     with pytest.raises(FramingError, match="unknown header type"):
-        decode_frame(body + struct.pack(">I", zlib.crc32(body)))
+        decode_message(body + struct.pack(">I", zlib.crc32(body)))
 
 
 def test_impossible_lengths_are_rejected_before_buffering() -> None:
     prelude = struct.pack(">II", 2**31, 0)
     with pytest.raises(FramingError, match="outside"):
-        FrameDecoder().feed(prelude + struct.pack(">I", zlib.crc32(prelude)))
+        MessageDecoder().feed(prelude + struct.pack(">I", zlib.crc32(prelude)))
 
 
 def test_decoder_reassembles_frames_split_anywhere() -> None:
-    frames = [Frame(ALL_HEADERS, b"one"), Frame((Header.int32("n", 2),), b"two" * 1000)]
-    data = b"".join(encode_frame(f) for f in frames)
-    decoder = FrameDecoder()
-    out: list[Frame] = []
+    frames = [EventMessage(ALL_HEADERS, b"one"), EventMessage((Header.int32("n", 2),), b"two" * 1000)]
+    data = b"".join(encode_message(f) for f in frames)
+    decoder = MessageDecoder()
+    out: list[EventMessage] = []
     for start in range(0, len(data), 7):
         out += decoder.feed(data[start : start + 7])
     assert out == frames
@@ -98,12 +98,12 @@ def test_decoder_reassembles_frames_split_anywhere() -> None:
 )
 def test_values_that_do_not_fit_are_refused_on_encode(header: Header) -> None:
     with pytest.raises(FramingError):
-        encode_frame(Frame((header,)))
+        encode_message(EventMessage((header,)))
 
 
 def test_rpc_message_lifts_protocol_headers() -> None:
     message = json_message(3, "aws.greengrass#XResponse", {"a": 1}, terminate=True)
-    again = RpcMessage.from_frame(decode_frame(encode_frame(message.to_frame())))
+    again = RpcMessage.from_event_message(decode_message(encode_message(message.to_event_message())))
     assert again == message
     assert again.terminates
     assert again.get("service-model-type") == "aws.greengrass#XResponse"
@@ -111,7 +111,7 @@ def test_rpc_message_lifts_protocol_headers() -> None:
 
 def test_rpc_message_without_protocol_headers_is_a_framing_error() -> None:
     with pytest.raises(FramingError, match="protocol headers"):
-        RpcMessage.from_frame(Frame((Header.int32(":message-type", 0),)))
+        RpcMessage.from_event_message(EventMessage((Header.int32(":message-type", 0),)))
 
 
 def test_error_message_carries_the_modeled_error_shape() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gglocal.configstore import ConfigStore, deep_merge, diff_paths, split_pointer
+from gglocal.configstore import ConfigStore, deep_merge, diff_paths
+from ggrules.variables import pointer_parts
 
 DEFAULTS = {"Interval": "5", "Mqtt": {"Topic": "a", "Qos": "1"}, "List": [1, 2]}
 
@@ -86,9 +87,9 @@ def test_a_failing_listener_does_not_break_others() -> None:
 
 
 def test_helpers() -> None:
-    assert split_pointer("/a/b~1c/d~0e") == ("a", "b/c", "d~e")
-    assert split_pointer("") == ()
+    assert pointer_parts("/a/b~1c/d~0e") == ("a", "b/c", "d~e")
+    assert pointer_parts("") == ()
     with pytest.raises(ValueError):
-        split_pointer("no-slash")
+        pointer_parts("no-slash")
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}, "d": 4}) == {"a": {"b": 3, "c": 2}, "d": 4}
     assert diff_paths({"a": 1, "b": {"c": 1}}, {"a": 1, "b": {"c": 2}, "e": 0}) == [("b", "c"), ("e",)]

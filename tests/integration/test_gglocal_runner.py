@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gglocal import ComponentState, Core, RestartPolicy
-from gglocal.lifecycle import ComponentRunner, ComponentSpec
 from gglocal.recipe import parse_lifecycle
+from gglocal.runner import ComponentRunner, ComponentSpec
 
 pytestmark = pytest.mark.integration
 

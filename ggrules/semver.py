@@ -1,4 +1,6 @@
-"""Semantic versions and npm-style ranges, as used by ``ComponentDependencies.<name>.VersionRequirement``.
+"""Semantic versions and npm-style ranges, as the cores read ``ComponentVersion`` and ``VersionRequirement``.
+
+The one semver parser of the project: build.py checks dependency ranges with it, gglocal resolves them.
 
 Supported: comparators ``>= > <= < =`` (and a bare version), ``~`` and ``^``, partial versions and ``x``/``*``
 wildcards (``1.2``, ``1.x``), hyphen ranges (``1.2.3 - 2.0.0``), space-separated AND and ``||`` OR.
@@ -10,11 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gglocal.errors import RecipeError
+from agent_client.errors import RecipeError
 
-_VERSION = re.compile(
-    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-    r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$"
+# semver.org's regular expression (as in GDK's gdk-config.json schema), with named groups.
+SEMVER = re.compile(
+    r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?:-(?P<pre>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 _PARTIAL = re.compile(
     r"^v?(?P<major>\d+|[xX*])(?:\.(?P<minor>\d+|[xX*]))?(?:\.(?P<patch>\d+|[xX*]))?"
@@ -34,7 +38,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _VERSION.match(text.strip())
+        match = SEMVER.match(text.strip())
         if not match:
             raise RecipeError(f"invalid semantic version {text!r} (expected MAJOR.MINOR.PATCH)")
         pre = tuple(match["pre"].split(".")) if match["pre"] else ()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gglocal.errors import RecipeError
-from gglocal.versions import Version, VersionRange
+from agent_client.errors import RecipeError
+from ggrules.semver import Version, VersionRange
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from agent_client.errors import AgentUnavailableError
-from component.capture import CaptureSampler
+from component.sampling import CaptureSampler
 
 X = {"input": np.zeros((1, 3), np.float32)}
 Y = {"logits": np.ones((1, 2), np.float32)}

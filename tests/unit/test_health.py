@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from component.lifecycle import LifecycleReporter
+from component.health import LifecycleReporter
 
 from ..helpers import RecordingStateSender
 
