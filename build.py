@@ -137,6 +137,7 @@ def inference_files(root: Path) -> Files:
     return [
         *package(root, "component"),
         *package(root, "agent_client"),
+        *package(root, "modelpkg"),
         *[(f"images/{path.name}", _inside(root, path)) for path in [*jpgs, images / "SOURCES.md"]],
         ("requirements.txt", _inside(root, root / "requirements" / "component.txt")),
     ]
@@ -147,6 +148,7 @@ def agent_files(root: Path) -> Files:
     return [
         *package(root, "agent"),
         *package(root, "agent_client"),
+        *package(root, "modelpkg"),
         ("requirements.txt", _inside(root, root / "requirements" / "agent.txt")),
     ]
 

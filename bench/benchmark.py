@@ -29,10 +29,10 @@ import numpy as np
 from agent_client import AgentClient, ClientOptions
 from component.classify import RemoteModel
 from component.frames import Frame, StageLatency
-from component.manifest import load_labels, load_manifest
 from component.pipeline import FramePipeline
 from component.preprocess import Preprocessor
 from component.sources import FrameSource, open_source
+from modelpkg.manifest import load_labels, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 

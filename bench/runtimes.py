@@ -57,8 +57,8 @@ def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
     import numpy as np
 
     from agent import backends
-    from component.manifest import load_manifest
     from component.preprocess import Preprocessor, decode_image
+    from modelpkg.manifest import load_manifest
 
     manifest = load_manifest(folder)
     preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from agent_client.errors import EdgeError
+from modelpkg.manifest import load_manifest, verify_sha256
 
 from .app import ConfigUpdates, InferenceApp
 from .config import ComponentConfig, build_config
 from .greengrass import ConfigurationWatcher
 from .health import IpcStateSender, LifecycleReporter
-from .manifest import load_manifest, verify_sha256
 from .publishers import under_greengrass
 
 logger = logging.getLogger("component")

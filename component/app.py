@@ -39,12 +39,12 @@ from agent_client.errors import (
     PublishDeniedError,
     PublishError,
 )
+from modelpkg.manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 
 from .classify import RemoteModel
 from .config import ComponentConfig
 from .frames import Classification, Frame
 from .health import LifecycleReporter
-from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 from .metrics import Metrics
 from .pipeline import FramePipeline, PreparedFrame
 from .preprocess import Preprocessor

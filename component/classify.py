@@ -19,8 +19,7 @@ import numpy as np
 
 from agent_client import AgentClient, ModelInfo
 from agent_client.errors import ManifestError, ModelAlreadyLoadedError, ModelNotFoundError
-
-from .manifest import ModelManifest
+from modelpkg.manifest import ModelManifest
 
 logger = logging.getLogger(__name__)
 

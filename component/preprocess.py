@@ -23,8 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from agent_client.errors import FrameError, ManifestError
-
-from .manifest import PreprocessSpec
+from modelpkg.manifest import PreprocessSpec
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_client import AgentClient
+from modelpkg.manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 
 from .classify import RemoteModel
-from .manifest import ModelManifest, load_labels, load_manifest, verify_sha256
 from .preprocess import Preprocessor
 from .results import ModelIdentity
 

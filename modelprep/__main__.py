@@ -5,6 +5,7 @@ Needs requirements/modelprep.txt (torch, CPU build) in its own virtual environme
 python -m modelprep export --out artifacts/models/efficientnet-lite0
 python -m modelprep images --out artifacts/images
 python -m modelprep verify artifacts/models/efficientnet-lite0
+python -m modelprep manifest FOLDER     # digests of the files a folder holds now
 python -m modelprep quantize --out artifacts/models/efficientnet-lite0-int8
 python -m modelprep neo --target x86_64 --out artifacts/models/efficientnet-lite0-neo-x86_64
 python -m modelprep neo --target aarch64 --out artifacts/models/efficientnet-lite0-neo-aarch64
@@ -29,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--out", type=Path, default=Path("artifacts/models/efficientnet-lite0"))
     images = commands.add_parser("images", help="write the sample images")
     images.add_argument("--out", type=Path, default=Path("artifacts/images"))
-    verify = commands.add_parser("verify", help="check a model folder's manifest, digest and labels")
+    verify = commands.add_parser("verify", help="check a model folder's manifest, file digests and labels")
     verify.add_argument("folder", type=Path)
+    rewrite = commands.add_parser(
+        "manifest", help="rewrite a folder's manifest.json with the digests of the files it holds now"
+    )
+    rewrite.add_argument("folder", type=Path)
     quantize = commands.add_parser(
         "quantize", help="ONNX INT8 (static QDQ) from the FP32 folder, checked vs FP32"
     )
@@ -59,17 +64,30 @@ def main(argv: list[str] | None = None) -> int:
 
         out = args.out or Path(f"artifacts/models/efficientnet-lite0-neo-{args.target}")
         write_neo_folder(args.fp32, args.target, out, args.tvm_python or DEFAULT_TVM_PYTHON)
+    elif args.command == "manifest":
+        import json
+
+        from modelpkg.manifest import MANIFEST_FILE, write_manifest
+
+        data = json.loads((args.folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        written = write_manifest(args.folder, {k: v for k, v in data.items() if k != "files"})
+        logger.info(
+            "wrote %s: %d files, sha256 %s",
+            args.folder / MANIFEST_FILE,
+            len(written["files"]),
+            written["sha256"],
+        )
     elif args.command == "images":
         from .images import write_images
 
         write_images(args.out)
     else:
         from agent_client.errors import EdgeError
-        from component.manifest import load_labels, load_manifest, verify_sha256
+        from modelpkg.manifest import load_labels, load_manifest, verify_files
 
         try:
             manifest = load_manifest(args.folder)
-            verify_sha256(manifest)
+            verify_files(manifest)
             labels = load_labels(manifest)
         except EdgeError as exc:
             logger.error("%s", exc)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -33,14 +31,6 @@ PREPROCESS = {
     "mean": [127.0, 127.0, 127.0],
     "std": [128.0, 128.0, 128.0],
 }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(model: Any, path: Path) -> None:
@@ -89,15 +79,13 @@ def max_difference(model: Any, path: Path, samples: int = 4) -> float:
     return float(max(np.abs(expected - single).max(), np.abs(expected - batched).max()))
 
 
-def manifest(sha256: str, exporter: str, check: str) -> dict[str, Any]:
-    """The manifest.json content (schema: component/manifest.py)."""
+def manifest(exporter: str, check: str) -> dict[str, Any]:
+    """The manifest.json content but its digests (schema: modelpkg/manifest.py; write_manifest adds them)."""
     return {
-        "schema_version": 1,
         "name": "efficientnet-lite0",
         "version": "1.1.0",
         "format": "onnx",
         "file": MODEL_FILE,
-        "sha256": sha256,
         "input": {
             "name": "input",
             "dtype": "float32",
@@ -128,7 +116,7 @@ def write_model_folder(out: Path) -> dict[str, Any]:
     import torch
 
     from agent_client.errors import ManifestError
-    from component.manifest import load_labels, load_manifest, verify_sha256
+    from modelpkg.manifest import load_labels, load_manifest, verify_files, write_manifest
 
     torch.manual_seed(0)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +132,6 @@ def write_model_folder(out: Path) -> dict[str, Any]:
         os.replace(staged, out / MODEL_FILE)
     (out / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
     written = manifest(
-        sha256_of(out / MODEL_FILE),
         exporter=(
             f"torch.onnx.export dynamo=True opset 18, torch {torch.__version__}, "
             f"onnxscript {version('onnxscript')}; per-node debug metadata stripped"
@@ -154,10 +141,10 @@ def write_model_folder(out: Path) -> dict[str, Any]:
             f"on 4 random inputs, singly and as one batch"
         ),
     )
-    (out / "manifest.json").write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+    written = write_manifest(out, written)
     try:
         loaded = load_manifest(out)
-        verify_sha256(loaded)
+        verify_files(loaded)
         load_labels(loaded)
     except ManifestError as exc:
         raise RuntimeError(f"the model folder just written does not validate: {exc}") from exc

@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .export import LABELS_FILE, sha256_of
+from modelpkg.manifest import write_manifest
+
+from .export import LABELS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +76,13 @@ def write_neo_folder(
         "name": f"{base['name']}-neo-{target.replace('_', '-')}",  # model names allow no "_"
         "format": "neo",
         "file": "compiled.so",
-        "sha256": sha256_of(out / "compiled.so"),
         "provenance": {
             **base["provenance"],
             "exporter": f"torch.onnx.export dynamo=False opset {OPSET}",
             "compiler": f"{meta['Compilation']['Compiler']}, target {meta['Compilation']['Target']}, "
             f"opt_level {meta['Compilation']['OptLevel']}",
             "runtime": "dlr==1.6.0",
-            "sha256": {name: sha256_of(out / name) for name in NEO_FILES},
         },
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out, manifest)
     logger.info("wrote %s (%s)", out, ", ".join(f"{n} {(out / n).stat().st_size}" for n in NEO_FILES))

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from component.manifest import load_manifest
 from component.preprocess import Preprocessor
+from modelpkg.manifest import load_manifest, write_manifest
 
 from .calibration import calibration_images, held_out_images
-from .export import LABELS_FILE, sha256_of
+from .export import LABELS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +81,12 @@ def quantize(fp32_folder: Path, out: Path) -> Agreement:
     agreement = compare(manifest.model_path, out / "model.onnx", preprocess, manifest.input.name)
     data: dict[str, Any] = json.loads((fp32_folder / "manifest.json").read_text())
     data["name"] = "efficientnet-lite0-int8"
-    data["sha256"] = sha256_of(out / "model.onnx")
     data["provenance"]["quantization"] = (
         f"onnxruntime static QDQ, per-channel INT8 weights, UINT8 activations, MinMax over "
         f"{len(tensors)} calibration images; top-1 agrees with FP32 on {agreement.top1_agree}/"
         f"{agreement.images} held-out images"
     )
-    (out / "manifest.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_manifest(out, data)
     return agreement
 
 

@@ -14,8 +14,8 @@ import pytest
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
 from component.classify import RemoteModel
-from component.manifest import TensorSpec, load_manifest
 from component.preprocess import Preprocessor, decode_image
+from modelpkg.manifest import TensorSpec, load_manifest
 
 from ..helpers import IMAGES_DIR, MODEL_DIR, run_inference, stdout_payloads, write_tiny_model
 

@@ -17,8 +17,8 @@ import pytest
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
 from component.classify import RemoteModel
-from component.manifest import load_labels, load_manifest, verify_sha256
 from component.preprocess import Preprocessor, decode_image
+from modelpkg.manifest import load_labels, load_manifest, verify_sha256
 
 from ..helpers import IMAGES_DIR, MODEL_DIR, ROOT, agent_process, run_module
 

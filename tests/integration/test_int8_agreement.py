@@ -11,9 +11,9 @@ import pytest
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
 from component.classify import RemoteModel
-from component.manifest import load_manifest
 from component.postprocess import softmax
 from component.preprocess import Preprocessor, decode_image
+from modelpkg.manifest import load_manifest
 
 from ..helpers import IMAGES_DIR, MODEL_DIR, ROOT
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from component.manifest import load_labels, load_manifest
 from component.postprocess import softmax
 from component.preprocess import Preprocessor, decode_image
+from modelpkg.manifest import load_labels, load_manifest
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
 

@@ -7,8 +7,7 @@ import struct
 
 import pytest
 
-from component.manifest import load_labels, load_manifest, verify_sha256
-from modelprep.export import sha256_of
+from modelpkg.manifest import load_labels, load_manifest, verify_files
 
 from ..helpers import ROOT
 
@@ -28,7 +27,7 @@ ELF_MACHINE = {"x86_64": 62, "aarch64": 183}  # EM_X86_64, EM_AARCH64
 @pytest.mark.parametrize(("folder", "fmt"), PACKAGES.items())
 def test_each_package_carries_a_valid_manifest_its_digest_and_labels(folder: str, fmt: str) -> None:
     manifest = load_manifest(MODELS / folder)
-    verify_sha256(manifest)
+    verify_files(manifest)
     assert manifest.format == fmt
     assert len(load_labels(manifest)) == 1000
     assert manifest.input.name == "input" and manifest.input.shape == (1, 3, 224, 224)
@@ -43,7 +42,7 @@ def test_each_neo_folder_is_a_shared_object_for_its_target_with_graph_params_and
     folder = MODELS / f"efficientnet-lite0-neo-{target}"
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["file"] == "compiled.so"
-    assert manifest["provenance"]["sha256"] == {name: sha256_of(folder / name) for name in NEO_FILES}
+    assert set(manifest["files"]) == {*NEO_FILES, "labels.txt"}
     header = (folder / "compiled.so").read_bytes()[:64]
     assert header[:4] == b"\x7fELF" and header[4] == 2 and header[5] == 1  # 64-bit, little-endian
     e_type, e_machine = struct.unpack_from("<HH", header, 16)

@@ -71,6 +71,7 @@ def make_project(root: Path) -> Path:
         "agent/backends/__init__.py": "",
         "agent_client/__init__.py": "",
         "agent_client/agent.proto": 'syntax = "proto3";\n',
+        "modelpkg/__init__.py": "",
         "artifacts/images/cat.jpg": "jpeg-cat",
         "artifacts/images/dog.jpg": "jpeg-dog",
         "artifacts/images/notes.txt": "not an image",
@@ -376,7 +377,13 @@ def test_model_is_readable_by_every_user_and_runs_nothing(out: Path) -> None:
 def test_inference_zip_holds_the_packages_images_and_pins(out: Path, project: Path) -> None:
     with zip_of(out, INFERENCE, f"{INFERENCE}.zip") as archive:
         names = archive.namelist()
-        assert {n.split("/")[0] for n in names} == {"component", "agent_client", "images", "requirements.txt"}
+        assert {n.split("/")[0] for n in names} == {
+            "component",
+            "agent_client",
+            "modelpkg",
+            "images",
+            "requirements.txt",
+        }
         assert [n for n in names if n.startswith("images/")] == [
             "images/",
             "images/SOURCES.md",
@@ -391,7 +398,7 @@ def test_inference_zip_holds_the_packages_images_and_pins(out: Path, project: Pa
 def test_agent_zip_holds_the_agent_its_client_and_pins(out: Path, project: Path) -> None:
     with zip_of(out, AGENT, f"{AGENT}.zip") as archive:
         names = archive.namelist()
-        assert {n.split("/")[0] for n in names} == {"agent", "agent_client", "requirements.txt"}
+        assert {n.split("/")[0] for n in names} == {"agent", "agent_client", "modelpkg", "requirements.txt"}
         assert "agent/backends/__init__.py" in names
         assert archive.read("requirements.txt") == (project / "requirements" / "agent.txt").read_bytes()
 

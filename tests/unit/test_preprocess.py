@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from agent_client.errors import FrameError, ManifestError
-from component.manifest import PreprocessSpec
 from component.preprocess import Preprocessor, decode_image
+from modelpkg.manifest import PreprocessSpec
 
 SPEC = PreprocessSpec(
     resize_shorter=8,

@@ -1,19 +1,31 @@
-"""The model folder's manifest.json: what the model takes, how to preprocess for it, what it returns.
+"""A model package's manifest.json: what the model takes, how to preprocess for it, what it returns, and
+the digest of every file of the package.
 
-Schema (version 1); every key is required, unknown keys are rejected:
+Schema (version 2); every key is required, unknown keys are rejected:
 
-    {"schema_version": 1, "name": str, "version": str, "format": "onnx" | "neo", "file": str, "sha256": hex,
-     "input": {"name": str, "dtype": "float32"|..., "shape": [int], "layout": "NCHW"|"NHWC",
+    {"schema_version": 2, "name": str, "version": str, "format": "onnx" | "neo", "file": str, "sha256": hex,
+     "files": {file name: hex, ...},                     # every file of the folder but manifest.json
+     "input": {"name": str, "dtype": "uint8"|"float32"|..., "shape": [int], "layout": "NCHW"|"NHWC",
                "color_order": "RGB"|"BGR"},
      "preprocess": {"resize_shorter": int, "crop": [h, w], "resample": "nearest"|"bilinear"|"bicubic",
-                    "mean": [r, g, b], "std": [r, g, b]},          # on 0..255 values: (x - mean) / std
+                    "mean": [r, g, b], "std": [r, g, b],   # on 0..255 values: (x - mean) / std
+                    "in_model": bool},                      # true: the model's graph applies mean/std itself
      "output": {"name": str, "kind": "logits"|"probabilities", "classes": int},
-     "labels": "labels.txt",                                       # one name per line, in output order
-     "provenance": {...}}                                          # free-form, for people
+     "labels": "labels.txt",                                # one name per line, in output order
+     "provenance": {...}}                                   # free-form, for people
 
-`file` is the model file and `sha256` its digest: model.onnx for "onnx" folders; for "neo" folders (Neo or
-`python -m modelprep neo` output: compiled.so, compiled_model.json, compiled.params, compiled.meta) it is
-compiled.so, the compiled kernels, and provenance.sha256 lists the digests of all four files.
+`file` is the model file and `sha256` its digest, the model's identity in every result: model.onnx for
+"onnx" folders; for "neo" folders (Neo or `python -m modelprep neo` output: compiled.so,
+compiled_model.json, compiled.params, compiled.meta) it is compiled.so, the compiled kernels. `files` lists
+every file of the package, `file` and the labels included; `verify_files` refuses a package with a file it
+does not list, a listed file that is missing, not a regular file, a symlink, writable by other users, or
+whose digest differs.
+
+With `in_model` false the component sends (x - mean) / std as `input.dtype` (a float type); with `in_model`
+true it sends the 0..255 pixels as they are (typically uint8, a quarter of the bytes) and the model's first
+nodes normalise them.
+
+Standard library only: the agent and the component both read packages with it.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import hashlib
 import json
 import math
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -29,7 +42,7 @@ from typing import Any, NoReturn
 from agent_client.errors import ManifestError
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DTYPES = ("uint8", "int16", "int32", "int64", "float16", "float32", "float64")
 _KEYS = {
     "schema_version",
@@ -38,6 +51,7 @@ _KEYS = {
     "format",
     "file",
     "sha256",
+    "files",
     "input",
     "preprocess",
     "output",
@@ -45,7 +59,7 @@ _KEYS = {
     "provenance",
 }
 _INPUT_KEYS = {"name", "dtype", "shape", "layout", "color_order"}
-_PREPROCESS_KEYS = {"resize_shorter", "crop", "resample", "mean", "std"}
+_PREPROCESS_KEYS = {"resize_shorter", "crop", "resample", "mean", "std", "in_model"}
 _OUTPUT_KEYS = {"name", "kind", "classes"}
 
 
@@ -59,7 +73,8 @@ class TensorSpec:
 @dataclass(frozen=True)
 class PreprocessSpec:
     """Resize the shorter side to resize_shorter, centre-crop to crop (h, w), (x - mean) / std per channel
-    on 0..255 values in color_order, then arrange as layout with a batch dimension, as dtype."""
+    on 0..255 values in color_order (unless in_model: the model does that), then arrange as layout with a
+    batch dimension, as dtype."""
 
     resize_shorter: int
     crop: tuple[int, int]
@@ -69,6 +84,7 @@ class PreprocessSpec:
     layout: str
     color_order: str
     dtype: str
+    in_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ class ModelManifest:
     num_classes: int
     labels_file: str
     preprocess: PreprocessSpec
+    files: tuple[tuple[str, str], ...] = ()  # (file name, sha256) of every file but manifest.json
 
     @property
     def model_path(self) -> Path:
@@ -107,7 +124,7 @@ class _Reader:
 
     def fail(self, key: str, problem: str) -> NoReturn:
         raise ManifestError(
-            f"{self.path}: {key}: {problem}; fix the manifest or re-run `python -m modelprep export`"
+            f"{self.path}: {key}: {problem}; fix the manifest or re-run `python -m modelprep` for it"
         )
 
     def key(self, key: str) -> str:
@@ -169,6 +186,21 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+def _is_file_name(name: str) -> bool:
+    return Path(name).name == name and name not in (".", "..", MANIFEST_FILE)
+
+
+def _files(top: _Reader, value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not value:
+        top.fail("files", f"must be an object of file name -> sha256, got {value!r}")
+    for name, digest in value.items():
+        if not _is_file_name(name):
+            top.fail("files", f"{name!r} is not a file name inside the model folder")
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            top.fail("files", f"the digest of {name!r} must be 64 lower-case hex digits")
+    return tuple(sorted(value.items()))
+
+
 def load_manifest(folder: Path) -> ModelManifest:
     """Reads and validates folder/manifest.json; ManifestError says which key is wrong and how."""
     path = folder / MANIFEST_FILE
@@ -188,14 +220,22 @@ def load_manifest(folder: Path) -> ModelManifest:
     version = data["schema_version"]
     if not isinstance(version, int) or isinstance(version, bool) or version != SCHEMA_VERSION:
         top.fail(
-            "schema_version", f"must be {SCHEMA_VERSION}, got {version!r}; this component reads schema 1"
+            "schema_version",
+            f"must be {SCHEMA_VERSION}, got {version!r}; schema 1 manifests lack the digests of every file: "
+            f"write one with `python -m modelprep manifest FOLDER`",
         )
     sha256 = top.text("sha256")
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         top.fail("sha256", "must be 64 lower-case hex digits")
     for key in ("file", "labels"):
-        if Path(top.text(key)).name != data[key] or data[key] in (".", ".."):
+        if not _is_file_name(top.text(key)):
             top.fail(key, "must be a file name inside the model folder, not a path")
+    files = _files(top, data["files"])
+    for key in ("file", "labels"):
+        if data[key] not in dict(files):
+            top.fail("files", f"does not list {data[key]!r} (the {key}); every file must have its digest")
+    if dict(files)[data["file"]] != sha256:
+        top.fail("sha256", f"differs from files[{data['file']!r}]")
     if not isinstance(data["provenance"], dict):
         top.fail("provenance", f"must be a JSON object (free-form, for people), got {data['provenance']!r}")
     inp = top.child("input", _INPUT_KEYS)
@@ -212,6 +252,14 @@ def load_manifest(folder: Path) -> ModelManifest:
     if resize_shorter < max(crop):
         pre.fail("preprocess.resize_shorter", f"{resize_shorter} is smaller than the crop {list(crop)}")
     dtype = inp.text("dtype", DTYPES)
+    in_model = pre.data["in_model"]
+    if not isinstance(in_model, bool):
+        pre.fail("preprocess.in_model", f"must be true or false, got {in_model!r}")
+    if not in_model and not dtype.startswith("float"):
+        pre.fail(
+            "preprocess.in_model",
+            f"is false, so the component normalises and needs a float input, but input.dtype is {dtype}",
+        )
     return ModelManifest(
         folder=folder.resolve(),
         name=top.text("name"),
@@ -233,7 +281,9 @@ def load_manifest(folder: Path) -> ModelManifest:
             layout=layout,
             color_order=inp.text("color_order", ("RGB", "BGR")),
             dtype=dtype,
+            in_model=in_model,
         ),
+        files=files,
     )
 
 
@@ -257,17 +307,90 @@ def load_labels(manifest: ModelManifest) -> tuple[str, ...]:
     return labels
 
 
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks; OSError as it comes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def verify_sha256(manifest: ModelManifest) -> None:
     """Hashes the model file and compares it with the manifest (a half-copied or swapped model fails here)."""
-    digest = hashlib.sha256()
     try:
-        with manifest.model_path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        found = sha256_of(manifest.model_path)
     except OSError as exc:
         raise ManifestError(f"cannot read the model file {manifest.model_path}: {exc}") from exc
-    if digest.hexdigest() != manifest.sha256:
+    if found != manifest.sha256:
         raise ManifestError(
-            f"{manifest.model_path} has SHA-256 {digest.hexdigest()}, the manifest says {manifest.sha256}; "
+            f"{manifest.model_path} has SHA-256 {found}, the manifest says {manifest.sha256}; "
             f"the model file is damaged or does not belong to this manifest: redeploy the model"
+        )
+
+
+def write_manifest(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Writes folder/manifest.json from data with schema_version, `files` (the digest of every other file of
+    the folder) and `sha256` (of data["file"]) filled in; returns what was written."""
+    files = {
+        entry.name: sha256_of(entry)
+        for entry in sorted(folder.iterdir())
+        if entry.name != MANIFEST_FILE and entry.is_file()
+    }
+    written = {**data, "schema_version": SCHEMA_VERSION, "sha256": files[data["file"]], "files": files}
+    order = ["schema_version", "name", "version", "format", "file", "sha256", "files"]
+    written = {key: written[key] for key in order} | {k: v for k, v in written.items() if k not in order}
+    (folder / MANIFEST_FILE).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
+    return written
+
+
+def package_problems(manifest: ModelManifest) -> list[str]:
+    """What makes the package untrustworthy, without reading file contents: files the manifest does not list,
+    listed files that are missing, symlinks, not regular files, or writable by users other than the owner."""
+    folder = manifest.folder
+    listed = dict(manifest.files)
+    problems = []
+    try:
+        present = {entry.name for entry in folder.iterdir()}
+    except OSError as exc:
+        return [f"cannot list {folder}: {exc.strerror}"]
+    for name in sorted(present - set(listed) - {MANIFEST_FILE}):
+        problems.append(f"{name} is not listed in the manifest's files")
+    for name in sorted(set(listed) | {MANIFEST_FILE}):
+        path = folder / name
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            problems.append(f"{name} is listed but missing")
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            problems.append(f"{name} is a symbolic link; a package holds its files itself")
+        elif not stat.S_ISREG(info.st_mode):
+            problems.append(f"{name} is not a regular file")
+        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problems.append(
+                f"{name} is writable by other users (mode {stat.filemode(info.st_mode)}: chmod go-w)"
+            )
+    return problems
+
+
+def verify_files(manifest: ModelManifest) -> None:
+    """Checks every file of the package against the manifest (see package_problems) and its digest;
+    ManifestError naming each problem."""
+    problems = package_problems(manifest)
+    for name, want in manifest.files:
+        path = manifest.folder / name
+        if not path.is_file() or path.is_symlink():
+            continue  # already named above
+        try:
+            found = sha256_of(path)
+        except OSError as exc:
+            problems.append(f"{name} cannot be read: {exc.strerror}")
+            continue
+        if found != want:
+            problems.append(f"{name} has SHA-256 {found}, the manifest says {want}")
+    if problems:
+        raise ManifestError(
+            f"model package {manifest.folder} fails its manifest: {'; '.join(problems)}; "
+            f"redeploy the package (or rewrite its manifest with `python -m modelprep manifest`)"
         )

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent_client.errors import ManifestError
-from component.manifest import load_labels, load_manifest, verify_sha256
+from modelpkg.manifest import load_labels, load_manifest, verify_files, verify_sha256, write_manifest
 
 from ..helpers import MODEL_DIR
 
@@ -19,10 +19,11 @@ def folder(tmp_path: Path) -> Path:
     """A small model folder with a valid manifest (the model file is a few stand-in bytes)."""
     (tmp_path / "model.onnx").write_bytes(b"stand-in model bytes")
     (tmp_path / "labels.txt").write_text("cat\ndog\ncup\n")
+    for name in ("model.onnx", "labels.txt"):
+        (tmp_path / name).chmod(0o644)
     manifest = json.loads((MODEL_DIR / "manifest.json").read_text())
-    manifest["sha256"] = hashlib.sha256(b"stand-in model bytes").hexdigest()
     manifest["output"]["classes"] = 3
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(tmp_path, manifest)
     return tmp_path
 
 
@@ -65,8 +66,18 @@ def test_a_valid_manifest_loads(folder: Path) -> None:
         (lambda d: d["output"].update(kind="scores"), "output.kind: must be one of logits, probabilities"),
         (lambda d: d.update(file="../model.onnx"), "file: must be a file name inside the model folder"),
         (lambda d: d.update(sha256="XYZ"), "sha256: must be 64 lower-case hex digits"),
-        (lambda d: d.update(schema_version=2), "schema_version: must be 1"),
-        (lambda d: d.update(schema_version=True), "schema_version: must be 1"),
+        (lambda d: d.update(schema_version=1), "schema_version: must be 2, got 1; schema 1 manifests lack"),
+        (lambda d: d.update(schema_version=True), "schema_version: must be 2"),
+        (lambda d: d.update(files={}), "files: must be an object of file name -> sha256"),
+        (lambda d: d["files"].pop("labels.txt"), "files: does not list 'labels.txt'"),
+        (lambda d: d["files"].update({"../x": "0" * 64}), "files: '../x' is not a file name"),
+        (lambda d: d["files"].update({"model.onnx": "X"}), "the digest of 'model.onnx' must be 64"),
+        (lambda d: d.update(sha256="0" * 64), r"sha256: differs from files\['model.onnx'\]"),
+        (lambda d: d["preprocess"].update(in_model="yes"), "preprocess.in_model: must be true or false"),
+        (
+            lambda d: d["input"].update(dtype="uint8"),
+            "in_model: is false, so the component normalises and needs a float input",
+        ),
         (lambda d: d["input"].update(extra=1), r"input: unknown key\(s\) \['extra'\]"),
         (lambda d: d["input"].update(shape=[1, 224, 224, 3]), "does not fit a NCHW RGB image"),
         (lambda d: d["input"].update(dtype="float128"), "input.dtype: must be one of"),
@@ -89,7 +100,7 @@ def test_bad_manifests_name_the_key(folder: Path, change: Any, message: str) -> 
         load_manifest(folder)
     # every message names the file and says what to do
     assert str(folder / "manifest.json") in str(raised.value)
-    assert "fix the manifest or re-run `python -m modelprep export`" in str(raised.value)
+    assert "fix the manifest or re-run `python -m modelprep` for it" in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -124,8 +135,50 @@ def test_a_changed_model_file_fails_the_digest(folder: Path) -> None:
 def test_the_digest_is_streamed_over_files_larger_than_one_block(folder: Path) -> None:
     data = bytes(range(256)) * 9000  # 2.2 MiB: three 1 MiB blocks
     (folder / "model.onnx").write_bytes(data)
-    edit(folder, lambda d: d.update(sha256=hashlib.sha256(data).hexdigest()))
+    digest = hashlib.sha256(data).hexdigest()
+    edit(folder, lambda d: (d.update(sha256=digest), d["files"].update({"model.onnx": digest})))
     verify_sha256(load_manifest(folder))
+    verify_files(load_manifest(folder))
+
+
+def test_every_file_of_the_package_is_checked_against_its_digest(folder: Path) -> None:
+    verify_files(load_manifest(folder))
+    (folder / "labels.txt").write_text("cat\ndog\ncow\n")  # same count, another class: only a digest sees it
+    with pytest.raises(ManifestError, match=r"labels\.txt has SHA-256 .*, the manifest says"):
+        verify_files(load_manifest(folder))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: (f / "extra.so").write_bytes(b"x"), "extra.so is not listed in the manifest's files"),
+        (lambda f: (f / "labels.txt").unlink(), "labels.txt is listed but missing"),
+        (
+            lambda f: (f / "model.onnx").chmod(0o666),
+            r"model.onnx is writable by other users \(mode -rw-rw-rw-\)",
+        ),
+        (lambda f: (f / "model.onnx").chmod(0o664), "model.onnx is writable by other users"),
+        (
+            lambda f: ((f / "labels.txt").unlink(), (f / "labels.txt").mkdir()),
+            "labels.txt is not a regular file",
+        ),
+    ],
+)
+def test_a_package_with_foreign_missing_or_writable_files_is_refused(
+    folder: Path, change: Any, message: str
+) -> None:
+    change(folder)
+    with pytest.raises(ManifestError, match=message):
+        verify_files(load_manifest(folder))
+
+
+def test_a_model_file_that_is_a_symlink_out_of_the_package_is_refused(folder: Path, tmp_path: Path) -> None:
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.onnx"
+    outside.write_bytes(b"stand-in model bytes")  # the same bytes: only the link gives it away
+    (folder / "model.onnx").unlink()
+    (folder / "model.onnx").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"model\.onnx is a symbolic link"):
+        verify_files(load_manifest(folder))
 
 
 def test_a_label_count_that_does_not_fit_the_model_is_refused(folder: Path) -> None:
@@ -160,4 +213,4 @@ def test_a_missing_labels_or_model_file_is_explained(folder: Path) -> None:
 
 def test_the_bundled_model_folder_copies_cleanly(tmp_path: Path) -> None:
     copy = shutil.copytree(MODEL_DIR, tmp_path / "m")
-    verify_sha256(load_manifest(copy))
+    verify_files(load_manifest(copy))
