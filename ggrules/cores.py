@@ -1,8 +1,8 @@
 """The recipe rules of each Greengrass core, written down once, each with a name.
 
 `check_recipe(recipe, size, core)` lists what `core` ("lite" or "classic") would refuse or do differently
-with a recipe (a parsed JSON/YAML document of `size` bytes), as `Violation`s naming their rule. build.py checks
-every recipe against both cores and fails naming the rule; gglocal refuses, per profile, what its core
+with a recipe (a parsed JSON/YAML document of `size` bytes), as `Violation`s naming their rule. build.py
+checks every recipe against both cores and fails naming the rule; gglocal refuses, per profile, what its core
 refuses. Sources: shared/reference/greengrass-real-cores.md (nucleus lite 2.6.0, measured) and the Java
 nucleus's public source (aws-greengrass-nucleus, aws-greengrass-component-common).
 
@@ -200,22 +200,22 @@ def _classic(recipe: Mapping[str, Any], size: int) -> Iterator[tuple[str, str, s
 
 
 def _both(recipe: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    for index, manifest in enumerate(manifests(recipe)):
-        lifecycle = _ci(manifest, "Lifecycle")
-        for here, text in _strings(
-            lifecycle if isinstance(lifecycle, Mapping) else {}, f"Manifests[{index}].Lifecycle"
-        ):
+    places = [("ComponentConfiguration", _ci(recipe, "ComponentConfiguration"))]
+    places += [(f"Manifests[{i}].Lifecycle", _ci(m, "Lifecycle")) for i, m in enumerate(manifests(recipe))]
+    for where, node in places:
+        for here, text in _strings(node if isinstance(node, Mapping) else {}, where):
             for root in FIXED_ROOTS:
                 if root in text:
                     yield (
                         "fixed-root",
                         here,
-                        f"assumes the root {root}; use {{kernel:rootPath}}, {{work:path}} or {{artifacts:...}}",
+                        f"assumes the root {root}; use {{kernel:rootPath}}, {{work:path}} or "
+                        "{artifacts:...} in scripts",
                     )
 
 
 def check_recipe(recipe: Mapping[str, Any], size: int, core: str) -> list[Violation]:
-    """What `core` would refuse or change in a recipe document of `size` bytes; empty when it deploys as is."""
+    """What `core` would refuse or change in a recipe document of `size` bytes; empty when it deploys."""
     if core not in CORES:
         raise ValueError(f"unknown core {core!r}; cores: {', '.join(CORES)}")
     rules = _lite(recipe, size) if core == "lite" else _classic(recipe, size)
