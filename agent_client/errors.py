@@ -12,6 +12,10 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
     +-- SourceError            a frame source cannot be opened at all (missing folder, no images)
     +-- PublishError           a result could not be handed to the publisher (IPC or stdout); retried
         +-- PublishDeniedError      the core refused the topic (accessControl); never retried
+        +-- PublishRejectedError    the core refused the message for good (invalid topic/payload); dropped
+    +-- CoreError              an IPC call to the Greengrass core failed (connection, timeout, its error)
+        +-- CoreUnsupportedError    the core does not offer the operation (nucleus lite: validation)
+    +-- ModelOutputError       the model's outputs cannot be scores (NaN/inf, wrong width): a model failure
     +-- AgentError             the agent answered with an error or could not be reached
         +-- AgentUnavailableError   nothing is serving on the socket (start the agent; the client retries)
         +-- AgentTimeoutError       the call's deadline passed before the agent answered
@@ -60,6 +64,24 @@ class PublishError(EdgeError):
 
 class PublishDeniedError(PublishError):
     """The core refused the publish (UnauthorizedError): the topic is not in the component's accessControl."""
+
+
+class PublishRejectedError(PublishError):
+    """The core refused the message for good (InvalidArgumentsError: a topic or payload it never takes)."""
+
+
+class CoreError(EdgeError):
+    """An IPC call to the Greengrass core failed; the message says which call and why, in our own words
+    (nucleus lite sends errors without text)."""
+
+
+class CoreUnsupportedError(CoreError):
+    """The core does not offer this IPC operation (nucleus lite has no configuration validation)."""
+
+
+class ModelOutputError(EdgeError):
+    """The model produced outputs that cannot be scores (NaN or infinite values, a width that is not the
+    number of labels): a failing model, never reported as "nothing detected"."""
 
 
 class AgentError(EdgeError):

@@ -63,3 +63,18 @@ def claim_socket_path(path: Path) -> None:
         path.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot remove the stale socket {path}: {exc.strerror}") from exc
+
+
+def describe_socket(path: Path) -> str:
+    """What is at path, in words a person can act on: nothing, not a socket, or a socket nobody answers."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return f"nothing is at {path} (is the agent running, with this socket path?)"
+    except OSError as exc:
+        return f"{path} cannot be examined: {exc.strerror}"
+    if not stat.S_ISSOCK(info.st_mode):
+        return f"{path} is not a socket but a {stat.filemode(info.st_mode)[0]!r}-type file"
+    if not answers(path):
+        return f"{path} is a socket nobody answers (an agent that died?)"
+    return f"a server answers on {path}, owned by uid {info.st_uid}"

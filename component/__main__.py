@@ -1,4 +1,5 @@
-"""`python -m component`: classify frames through the agent and publish the top-k results.
+"""`edgeclassifier-component` (python -m component): classify frames through the agent and publish the top-k
+results.
 
 Under Greengrass (SVCUID set), the component configuration read over IPC overrides these flags key by
 key; elsewhere the flags are all there is, and results go to stdout as JSON lines.
@@ -11,27 +12,37 @@ import faulthandler
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent_client.errors import EdgeError
-from modelpkg.manifest import load_manifest, verify_sha256
+from agent_client.errors import ConfigError, CoreError, EdgeError
 
-from .app import ConfigUpdates, InferenceApp
-from .config import ComponentConfig, build_config
-from .greengrass import ConfigurationWatcher
-from .health import IpcStateSender, LifecycleReporter
-from .publishers import under_greengrass
+from .app import InferenceApp, StartOptions, Updates
+from .config import (
+    LOG_LEVELS,
+    ComponentConfig,
+    build_config,
+    parse_component_config,
+    preflight,
+    proposal_problem,
+)
+from .configfeed import ConfigurationFeed
+from .ipc import CoreConnection, under_greengrass
+from .packages import model_folder
+from .reconfigure import ConfigurationStatus, read_last_good
 
 logger = logging.getLogger("component")
 
 # flag -> config field; help texts come from the config model's field descriptions.
-FLAGS: dict[str, tuple[str, type]] = {
+FLAGS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "--source": ("source", str),
     "--image-directory": ("image_directory", Path),
     "--image-name": ("image_name", str),
     "--interval": ("inference_interval", float),
     "--topic": ("topic", str),
+    "--model-variant": ("model_variant", str),
     "--model-path": ("model_path", Path),
     "--model-name": ("model_name", str),
     "--agent-socket": ("agent_socket", Path),
@@ -39,35 +50,40 @@ FLAGS: dict[str, tuple[str, type]] = {
     "--threshold": ("score_threshold", float),
     "--rpc-timeout": ("rpc_timeout", float),
     "--max-frames": ("max_frames", int),
+    "--max-frame-pixels": ("max_frame_pixels", int),
     "--batch-size": ("batch_size", int),
     "--errored-after": ("errored_after", float),
-    "--log-level": ("log_level", str),
+    "--log-level": ("log_level", str.upper),
     "--publisher": ("publisher", str),
     "--status-topic": ("status_topic", str),
     "--status-interval": ("status_interval", float),
     "--capture-sample-rate": ("capture_sample_rate", float),
     "--capture-budget": ("capture_budget_per_hour", int),
 }
+CORE_WAIT_S = 30.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m component", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="edgeclassifier-component",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fields = ComponentConfig.model_fields
     for flag, (name, kind) in FLAGS.items():
         field = fields[name]
+        default = "" if field.default is None else field.default
         parser.add_argument(
             flag,
             dest=name,
             type=kind,
             default=None,
-            help=f"{field.description} [{field.alias}; default {field.default}]",
+            help=f"{field.description} [{field.alias}; default {default}]",
         )
     parser.add_argument(
         "--validate-config",
         action="store_true",
-        help="check the configuration and the model manifest, then exit",
+        help="check the configuration, the model package and the image source, then exit (0 = OK)",
     )
     return parser.parse_args(argv)
 
@@ -76,61 +92,100 @@ def cli_values(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name, _ in FLAGS.values()}
 
 
-def load_config(args: argparse.Namespace) -> ComponentConfig:
-    greengrass: dict[str, Any] = {}
-    if under_greengrass():
-        from .greengrass import read_configuration
+def configure_logging(level: str | None) -> None:
+    level = (level or "INFO").upper()
+    logging.basicConfig(
+        level=level if level in LOG_LEVELS else "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
-        greengrass = read_configuration()
-    return build_config(cli_values(args), greengrass)
+
+def validate(cli: dict[str, Any]) -> int:
+    """--validate-config: every check the component makes before it runs."""
+    raw = CoreConnection().get_configuration() if under_greengrass() else {}
+    config = build_config(cli, raw)
+    problems = preflight(config, model_folder(config.model_path, config.model_variant))
+    if problems:
+        for problem in problems:
+            print(f"configuration problem: {problem}", file=sys.stderr)
+        return 2
+    print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
+    return 0
 
 
-def watch_config(args: argparse.Namespace) -> tuple[ConfigurationWatcher | None, ConfigUpdates | None]:
-    """Under Greengrass, a watcher of configuration updates and the function the run loop polls."""
-    if not under_greengrass():
-        return None, None
-    watcher = ConfigurationWatcher()
-    watcher.start()
-    cli = cli_values(args)
+def last_good(cli: dict[str, Any], state_dir: Path) -> ComponentConfig:
+    """The configuration applied last time (the work folder keeps it), else the defaults."""
+    try:
+        return parse_component_config(cli, read_last_good(state_dir)).config
+    except ConfigError as exc:
+        logger.warning(
+            "the last good configuration no longer validates (%s); starting from the defaults", exc
+        )
+        return parse_component_config(cli, {}).config
 
-    def updates() -> ComponentConfig | None:
-        raw = watcher.changed()
-        return None if raw is None else build_config(cli, raw)
 
-    return watcher, updates
+def greengrass_start(cli: dict[str, Any]) -> tuple[ComponentConfig, Updates, StartOptions, ConfigurationFeed]:
+    """Under Greengrass: one IPC connection, subscribed to configuration updates before the first read;
+    a configuration the core stored but the component refuses starts it from the last good one."""
+    core = CoreConnection()
+    state_dir = Path.cwd()  # both cores start a component in its work folder
+    feed = ConfigurationFeed(core, check=lambda raw: proposal_problem(cli, raw))
+    deadline = time.monotonic() + CORE_WAIT_S
+    while True:
+        try:
+            raw = feed.start()
+            break
+        except CoreError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("%s; trying again", exc)
+            time.sleep(1.0)
+    status = ConfigurationStatus()
+    try:
+        parsed = parse_component_config(cli, raw)
+        config, status.ignored = parsed.config, parsed.ignored
+        if parsed.ignored:
+            logger.error(
+                "unknown configuration key(s) %s ignored (remove them with a RESET)",
+                ", ".join(parsed.ignored),
+            )
+    except ConfigError as exc:
+        config = last_good(cli, state_dir)
+        status.state, status.reason, status.refusals = "REFUSED", str(exc), 1
+        logger.error("the configuration the core gave is refused; starting from the last good one: %s", exc)
+    options = StartOptions(
+        cli=cli, core=core, state_dir=state_dir, send_state=core.update_state, configuration=status
+    )
+    return config, feed.poll, options, feed
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level or "INFO",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    faulthandler.register(
-        signal.SIGUSR1, all_threads=True
-    )  # `kill -USR1 PID`: every thread's stack to stderr
+    configure_logging(args.log_level)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack
+    cli = cli_values(args)
+    feed: ConfigurationFeed | None = None
     try:
-        config = load_config(args)
-        logging.getLogger().setLevel(config.log_level)
         if args.validate_config:
-            verify_sha256(load_manifest(config.model_path))
-            print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
-            return 0
-        watcher, updates = watch_config(args)
-        sender = IpcStateSender() if under_greengrass() else None
-        lifecycle = LifecycleReporter(sender, config.errored_after) if sender is not None else None
-        app = InferenceApp(config, updates=updates, lifecycle=lifecycle)
+            return validate(cli)
+        if under_greengrass():
+            config, updates, options, feed = greengrass_start(cli)
+        else:
+            config, updates, options = build_config(cli), None, StartOptions(cli=cli)
+        logging.getLogger().setLevel(config.log_level)
+        app = InferenceApp(config, updates=updates, options=options)
         signal.signal(signal.SIGTERM, lambda *_: app.stop())
         signal.signal(signal.SIGINT, lambda *_: app.stop())
         try:
             app.start()
+            app.run()
         finally:
             app.close()
-            if watcher is not None:
-                watcher.close()
-            if sender is not None:
-                sender.close()
+            if feed is not None:
+                feed.close()
+            if options.core is not None:
+                options.core.close()
     except EdgeError as exc:
         logger.error("%s", exc)
         return 2

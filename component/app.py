@@ -1,21 +1,14 @@
-"""The inference component's wiring and run loop.
+"""The inference component's wiring: what runs, in which order.
 
-Policies, in one place:
-- The agent down at start, or gone mid-run: wait with capped exponential backoff and keep the frame in
-  hand; an agent that forgot the model (restart) gets it loaded again. An agent outage never turns into
-  an empty result: nothing is published for a frame until the agent has classified it.
-- A frame that cannot be read or preprocessed: warn, count, go on with the next one.
-- Batches: up to BatchSize frames the source has ready go to the agent in one Predict (as many calls as
-  the model's batch dimension needs); each still gets its own result, published in frame order.
-- Under Greengrass, the core hears ERRORED only after ErroredAfterSeconds without a classified frame, and
-  RUNNING again once frames are classified (see lifecycle.py).
-- A result the publisher does not accept: kept in a bounded outbox (oldest dropped and counted when
-  full) and sent again before the next result; a topic the core denies is logged and dropped.
-- A configuration update (Greengrass SubscribeToConfigurationUpdate) is applied between frames: topic,
-  interval, threshold, top-k, batch size, image source, capture sampling, log level, ERRORED delay, and
-  the model (hot swap: the new one is loaded beside the old, switched to between two frames, then the old
-  is unloaded); an invalid update is logged and the last good configuration stays in force; agent
-  socket, publisher and RPC timeout changes need a restart (logged).
+`start()` brings the stages up in order; `run()` is the run loop (loop.py holds its policies); `close()` takes
+everything down in reverse: unsent results are kept for the next start, a last status message says
+STOPPED. Between frames the loop calls `between()`: the watchdog's beat, configuration updates
+(reconfigure.py), a model package that moved (a new version of the model component).
+
+Start-up never ends in an exit the core would count as an error: an agent that is not there yet is waited
+for (the log says after a few seconds what is at its socket), and a model package or source that cannot be
+used blocks start-up, said on the status topic and in the log, until a configuration update names one
+that can.
 """
 
 from __future__ import annotations
@@ -23,60 +16,53 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent_client import AgentClient, ClientOptions
-from agent_client.errors import (
-    AgentError,
-    AgentTimeoutError,
-    AgentUnavailableError,
-    ConfigError,
-    EdgeError,
-    FrameError,
-    FrameTimeoutError,
-    PublishDeniedError,
-    PublishError,
-)
-from modelpkg.manifest import ModelManifest, load_labels, load_manifest, verify_sha256
+from agent_client.errors import AgentTimeoutError, AgentUnavailableError, EdgeError, SourceError
+from agent_client.sockets import describe_socket
 
-from .classify import RemoteModel
+from .backoff import Backoff
 from .config import ComponentConfig
-from .frames import Classification, Frame
-from .health import LifecycleReporter
+from .health import RestartBudget, StateSender, Watchdog
+from .ipc import CoreConnection
+from .loop import RunLoop
 from .metrics import Metrics
-from .pipeline import FramePipeline, PreparedFrame
-from .preprocess import Preprocessor
-from .publishers import Publisher, open_publisher
-from .results import ModelIdentity, to_payload
+from .outbox import ResultOutbox
+from .packages import deployed_agent_socket, model_folder
+from .publishers import open_publisher
+from .reconfigure import ConfigurationStatus, Reconfigurer
 from .sampling import CaptureSampler
 from .sources import FrameSource, open_source
 from .status import StatusReporter, default_status_topic
-from .swap import PreparedModel, prepare_model
+from .swap import ActiveModel, prepare_model
+from .video import VideoSource
 
 logger = logging.getLogger(__name__)
 
-OUTBOX_SIZE = 256
-WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
-RESTART_KEYS = ("agent_socket", "publisher", "rpc_timeout")
+SPILL = "unpublished-results.jsonl"
+RESTARTS = "watchdog-restarts.json"
+WARN_AFTER_S = 5.0
+LOAD_ALLOWANCE_S = 120.0  # the longest a LoadModel may legitimately take
+WAITING_FOR_CONFIG = "waiting for a configuration that works"
 
-# Returns the new configuration when the core reported a change since the last call, else None.
-ConfigUpdates = Callable[[], "ComponentConfig | None"]
+# Returns the core's whole configuration when it changed since the last call, else None.
+Updates = Callable[[], "dict[str, Any] | None"]
 
 
-class Backoff:
-    """Capped exponential delays: first, 2*first, ... up to cap; reset() after a success."""
+@dataclass
+class StartOptions:
+    """How the component was started: command-line values (they stay under Greengrass's), the IPC
+    connection and state folder under Greengrass, and what the start-up configuration came to."""
 
-    def __init__(self, first: float = 0.25, cap: float = 5.0) -> None:
-        self.first, self.cap, self._next = first, cap, first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self.cap)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.first
+    cli: Mapping[str, Any] = field(default_factory=dict)
+    core: CoreConnection | None = None
+    state_dir: Path | None = None
+    send_state: StateSender | None = None
+    configuration: ConfigurationStatus = field(default_factory=ConfigurationStatus)
 
 
 class InferenceApp:
@@ -84,347 +70,234 @@ class InferenceApp:
         self,
         config: ComponentConfig,
         stop: threading.Event | None = None,
-        updates: ConfigUpdates | None = None,
-        lifecycle: LifecycleReporter | None = None,
+        updates: Updates | None = None,
+        options: StartOptions | None = None,
     ) -> None:
         self.config = config
         self.stop_event = stop or threading.Event()
         self._updates = updates
-        self.lifecycle = lifecycle
-        self._source_ended = False
+        self.options = options or StartOptions()
+        self.configuration = self.options.configuration
         self.metrics = Metrics()
-        self.counters = self.metrics.counters
-        self.status: StatusReporter | None = None
-        self.capture: CaptureSampler | None = None
-        self.state = "STARTING"
-        self.manifest: ModelManifest
-        self.client: AgentClient
-        self.model: RemoteModel
-        self.pipeline: FramePipeline
-        self.identity: ModelIdentity
-        self.labels: tuple[str, ...]
+        self.loop = RunLoop(self, self.stop_event)
+        self.client: AgentClient | None = None
+        self.active: ActiveModel
         self.source: FrameSource
-        self.publisher: Publisher
-        self._outbox: deque[tuple[str, dict[str, Any]]] = deque()
-        self._backoff = Backoff()
+        self.outbox: ResultOutbox
+        self.sampler: CaptureSampler | None = None
+        self.status: StatusReporter | None = None
+        self.watchdog: Watchdog | None = None
+        self.reconfigurer = Reconfigurer(self)
+        self._backoff = Backoff(1.0, 30.0)
+
+    @property
+    def state(self) -> str:
+        if self.watchdog is not None and self.watchdog.wedged:
+            return "WEDGED"
+        return self.loop.state
+
+    # -- start-up, in order ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Runs until stopped, the source is exhausted, or MaxFrames frames were handled."""
-        self._read_model_manifest()
+        """Brings every stage up; returns when the component is ready to classify (or was stopped)."""
+        self._open_outbox()
+        self._start_status()
+        self._start_watchdog()
         self._connect_agent()
         self._load_model()
-        self._build_pipeline()
-        self._start_capture()
         self._open_source()
-        self._open_publisher()
-        self._start_status()
-        self.run()
+        self._start_sampling()
+        if self.ready:
+            self.reconfigurer.keep_last_good()
+
+    @property
+    def ready(self) -> bool:
+        return hasattr(self, "source") and hasattr(self, "active") and self.sampler is not None
+
+    def run(self) -> None:
+        """The run loop (loop.py), once start() has brought everything up."""
+        if self.ready:
+            logger.info("classifying frames from %s with %s", self.config.describe_source(), self.active.name)
+            self.loop.run()
 
     def stop(self) -> None:
         self.stop_event.set()
 
-    def close(self) -> None:
-        """Tears down in reverse order: drains captures, flushes the outbox, sends a last status message."""
-        if self.capture is not None:
-            self.capture.stop()
-        if hasattr(self, "publisher"):
-            self._flush_outbox()
-            if self.status is not None and self.status.interval > 0 and hasattr(self, "identity"):
-                self._sync_counters()
-                self.status.report("STOPPED", self.identity, str(self.config.source_spec))
-            self.publisher.close()
-        if hasattr(self, "source"):
-            self.source.close()
-        if hasattr(self, "client"):
-            self.client.close()
-        logger.info("stopped: %s", self.counters)
-
-    # -- start-up steps ---------------------------------------------------------------------------------
-
-    def _read_model_manifest(self) -> None:
-        self.manifest = load_manifest(self.config.model_path)
-        verify_sha256(self.manifest)
-        self.labels = load_labels(self.manifest)
-
-    def _connect_agent(self) -> None:
-        options = ClientOptions(timeout=self.config.rpc_timeout)
-        self.client = AgentClient(self.config.agent_socket, options)
-        while not self.stop_event.is_set():
-            try:
-                self.client.wait_until_ready(timeout=self._backoff.next())
-                break
-            except AgentUnavailableError:
-                logger.info("waiting for the agent on %s", self.config.agent_socket)
-                self._trouble("the agent is unreachable")
-        self._backoff.reset()
-
-    def _load_model(self) -> None:
-        name = self.config.model_name or self.manifest.name
-        self.model = RemoteModel(self.client, self.manifest, name)
-        while not self.stop_event.is_set():
-            try:
-                self.model.ensure_loaded()
-                break
-            except (AgentUnavailableError, AgentTimeoutError) as exc:
-                logger.warning("cannot load the model yet: %s", exc)
-                self._trouble(f"the agent cannot load the model: {exc}")
-                self.stop_event.wait(self._backoff.next())
-        self._backoff.reset()
-
-    def _build_pipeline(self) -> None:
-        self.pipeline = FramePipeline(
-            Preprocessor(self.manifest.preprocess, self.manifest.input.shape),
-            self.model,
-            self.labels,
-            self.config.top_k,
-            self.config.score_threshold,
-        )
-        self.identity = ModelIdentity(self.model.name, self.manifest.version, self.manifest.sha256)
-
-    def _start_capture(self) -> None:
-        self.capture = CaptureSampler(
-            self.client, self.model.name, self.config.capture_sample_rate, self.config.capture_budget_per_hour
-        )
-        self.capture.start()
-        self.pipeline.on_inference = self.capture.offer
-
-    def _open_source(self) -> None:
-        self.source = open_source(self.config.source_spec)
-
-    def _open_publisher(self) -> None:
-        self.publisher = open_publisher(self.config.publisher)
+    def _open_outbox(self) -> None:
+        publisher = open_publisher(self.config.publisher, self.options.core)
+        spill = self.options.state_dir / SPILL if self.options.state_dir else None
+        self.outbox = ResultOutbox(publisher, spill_path=spill)
+        self.outbox.restore()
 
     def _start_status(self) -> None:
         topic = self.config.status_topic or default_status_topic()
-        self.status = StatusReporter(self.publisher, topic, self.config.status_interval, self.metrics)
+        self.status = StatusReporter(self.outbox.publisher, topic, self.config.status_interval, self.snapshot)
+        self.status.start()
         logger.info("status on %s every %s s", topic, self.config.status_interval)
 
-    def _report_status(self) -> None:
+    def _start_watchdog(self) -> None:
+        folder = self.options.state_dir
+        budget = RestartBudget(folder / RESTARTS if folder else None)
+        self.watchdog = Watchdog(
+            self.options.send_state, self.config.errored_after, budget, on_exit=self._save_before_exit
+        )
         if self.status is not None:
-            self._sync_counters()
-            self.status.maybe_report(self.state, self.identity, str(self.config.source_spec))
+            self.watchdog.watch(self.status.thread)
+        self.watchdog.start()
 
-    def _sync_counters(self) -> None:
-        """Copies the counts kept by other stages (model loads, captures) into the loop's counters."""
-        self.counters.model_loads = getattr(getattr(self, "model", None), "loads", 0)
-        self.counters.predict_calls = getattr(getattr(self, "model", None), "calls", 0)
-        source = getattr(self, "source", None)
-        self.counters.dropped_frames = getattr(source, "dropped", 0)
-        self.counters.source_reconnects = getattr(source, "reconnects", 0)
-        if self.capture is not None:
-            captured = self.capture.counters
-            self.counters.captures_sent = captured.sent
-            self.counters.captures_dropped = captured.dropped + captured.over_budget
-            self.counters.captures_failed = captured.failed
+    def agent_socket(self) -> Path:
+        from agent_client.client import DEFAULT_SOCKET
 
-    # -- the loop -----------------------------------------------------------------------------------------
+        return self.config.agent_socket or deployed_agent_socket() or Path(DEFAULT_SOCKET)
 
-    def run(self) -> None:
-        """The loop over batches of frames; needs pipeline, source, publisher and identity in place."""
-        started = float("-inf")
-        while not self._done():
-            if not self._sleep_after(started):
-                break
-            started = time.monotonic()
-            batch = self._next_batch()
-            if not batch:
-                continue
-            for result in self._classify(batch):
-                self._publish(
-                    to_payload(result, self.identity, self.config.top_k, self.config.score_threshold)
-                )
+    def describe_agent(self) -> str:
+        path = self.agent_socket()
+        return f"{describe_socket(path)}; start it with `python -m agent --socket {path} --models-root DIR`"
 
-    def _done(self) -> bool:
-        limit = self.config.max_frames
-        return self.stop_event.is_set() or self._source_ended or bool(limit and self.counters.frames >= limit)
-
-    def _trouble(self, reason: str) -> None:
-        if self.lifecycle is not None:
-            self.lifecycle.trouble(reason)
-
-    def _sleep_after(self, started: float) -> bool:
-        """Waits until the interval (as configured now) has passed since started; False when stopped.
-        Configuration updates are applied meanwhile, so a shorter interval takes effect at once."""
-        while True:
-            self._apply_updates()
-            self._report_status()
-            remaining = started + self.config.inference_interval - time.monotonic()
-            if remaining <= 0:
-                return not self._done()
-            if self.stop_event.wait(min(remaining, WAKE_SECONDS)):
-                return False
-
-    def _apply_updates(self) -> None:
-        if self._updates is None:
-            return
-        try:
-            new = self._updates()
-        except ConfigError as exc:
-            logger.error("configuration update rejected, the last good configuration stays: %s", exc)
-            return
-        if new is not None and new != self.config:
-            self.reconfigure(new)
-
-    def reconfigure(self, new: ComponentConfig) -> None:
-        """Applies what can change while running; a new source is opened first: a bad one changes nothing."""
-        old = self.config
-        source: FrameSource | None = None
-        incoming: PreparedModel | None = None
-        try:
-            if new.source_spec != old.source_spec:
-                source = open_source(new.source_spec)
-            if (new.model_path, new.model_name) != (old.model_path, old.model_name):
-                incoming = prepare_model(self.client, new.model_path, new.model_name, self.model.name)
-        except EdgeError as exc:
-            if source is not None:
-                source.close()
-            logger.error("configuration update rejected, the last good configuration stays: %s", exc)
-            return
-        if source is not None:
-            self.source.close()
-            self.source = source
-        if incoming is not None:
-            self._switch_model(incoming, new)
-        for key in RESTART_KEYS:
-            if getattr(new, key) != getattr(old, key):
-                logger.warning("%s changed; it takes effect when the component restarts", key)
-        self.pipeline.k, self.pipeline.threshold = new.top_k, new.score_threshold
-        if self.capture is not None:
-            self.capture.rate, self.capture.budget_per_hour = (
-                new.capture_sample_rate,
-                new.capture_budget_per_hour,
-            )
-        if self.lifecycle is not None:
-            self.lifecycle.errored_after = new.errored_after
-        logging.getLogger().setLevel(new.log_level)
-        self.config = new.model_copy(update={key: getattr(old, key) for key in RESTART_KEYS})
-        logger.info(
-            "configuration applied: topic %s, interval %s s, top-k %d, threshold %s, source %s",
-            new.topic,
-            new.inference_interval,
-            new.top_k,
-            new.score_threshold,
-            new.source_spec,
-        )
-
-    def _switch_model(self, incoming: PreparedModel, config: ComponentConfig) -> None:
-        """Makes the prepared model the one every following frame uses, then unloads the old one."""
-        outgoing = self.model
-        self.manifest, self.labels, self.model = incoming.manifest, incoming.labels, incoming.model
-        on_inference = self.pipeline.on_inference
-        self.pipeline = FramePipeline(
-            incoming.preprocessor, incoming.model, incoming.labels, config.top_k, config.score_threshold
-        )
-        self.pipeline.on_inference = on_inference
-        self.identity = incoming.identity
-        if self.capture is not None:
-            self.capture.model_name = incoming.model.name
-        logger.info("switched from model %s to %s", outgoing.name, incoming.model.name)
-        try:
-            self.client.unload_model(outgoing.name)
-        except AgentError as exc:
-            logger.warning("could not unload the previous model %s: %s", outgoing.name, exc)
-
-    def _next_batch(self) -> list[PreparedFrame]:
-        """Up to BatchSize frames, prepared for the model: the first one waited for, the rest only while the
-        source has them ready; frames that cannot be used are skipped and counted."""
-        batch: list[PreparedFrame] = []
-        wanted = self.config.batch_size
-        if self.config.max_frames:
-            wanted = min(wanted, self.config.max_frames - self.counters.frames)
-        while len(batch) < wanted and not self.stop_event.is_set():
-            frame = self._next_frame(first=not batch)
-            if frame is None:
-                break
-            try:
-                batch.append(self.pipeline.prepare(frame))
-            except FrameError as exc:
-                self.counters.bad_frames += 1
-                logger.warning("skipping frame %d: %s", frame.frame_id, exc)
-        return batch
-
-    def _next_frame(self, first: bool) -> Frame | None:
-        try:
-            frame = self.source.next_frame()
-        except FrameTimeoutError as exc:
-            logger.debug("%s", exc)  # a live source is between frames or reconnecting
-            if first:
-                self.state = "WAITING_FOR_SOURCE"
-                self._trouble(f"no frame from the source: {exc}")
-            return None
-        except FrameError as exc:
-            self.counters.frames += 1
-            self.counters.bad_frames += 1
-            logger.warning("skipping a frame: %s", exc)
-            self._trouble(f"the source gives unusable frames: {exc}")
-            return None
-        if frame is None:
-            logger.info("the source has no more frames")
-            self._source_ended = True
-            return None
-        self.counters.frames += 1
-        return frame
-
-    def _classify(self, batch: list[PreparedFrame]) -> list[Classification]:
-        """Classifies the batch, waiting out agent outages; empty if it cannot be classified or we stop."""
-        first = batch[0].frame.frame_id
-        outage_started: float | None = None
+    def _connect_agent(self) -> None:
+        path = self.agent_socket()
+        self.client = AgentClient(path, ClientOptions(timeout=self.config.rpc_timeout))
+        self.loop.state = "WAITING_FOR_AGENT"
+        started, warned, backoff = time.monotonic(), 0.0, Backoff(0.25, 5.0)
         while not self.stop_event.is_set():
             try:
-                results = self.pipeline.infer(batch)
-            except (AgentUnavailableError, AgentTimeoutError) as exc:
-                if outage_started is None:
-                    outage_started = time.monotonic()
-                    self.counters.agent_outages += 1
-                    self.state = "WAITING_FOR_AGENT"
-                    logger.warning(
-                        "agent unreachable, holding %d frame(s) from %d and retrying: %s",
-                        len(batch),
-                        first,
-                        exc,
-                    )
-                self._trouble(f"the agent is unreachable: {exc}")
-                self.stop_event.wait(self._backoff.next())
-                self._report_status()
-                continue
-            except AgentError as exc:
-                self.counters.failed_frames += len(batch)
-                logger.error("the agent could not classify %d frame(s) from %d: %s", len(batch), first, exc)
-                self._trouble(f"the agent cannot classify: {exc}")
-                return []
-            if outage_started is not None:
-                logger.info("agent back after %.1f s", time.monotonic() - outage_started)
-            self._backoff.reset()
-            self.state = "RUNNING"
-            if self.lifecycle is not None:
-                self.lifecycle.classified()
-            for result in results:
-                self.metrics.frame_classified(result.latency)
-            return results
-        return []
-
-    def _publish(self, payload: dict[str, Any]) -> None:
-        if len(self._outbox) >= OUTBOX_SIZE:
-            self._outbox.popleft()
-            self.counters.dropped_results += 1
-            logger.warning("outbox full: dropped the oldest unpublished result")
-        self._outbox.append((self.config.topic, payload))
-        self._flush_outbox()
-
-    def _flush_outbox(self) -> None:
-        while self._outbox:
-            topic, payload = self._outbox[0]
-            try:
-                self.publisher.publish(topic, payload)
-            except PublishDeniedError as exc:
-                self._outbox.popleft()
-                self.counters.publish_failures += 1
-                self.counters.dropped_results += 1
-                logger.error("%s", exc)
-                continue
-            except PublishError as exc:
-                self.counters.publish_failures += 1
-                logger.warning("publish failed, %d result(s) kept for retry: %s", len(self._outbox), exc)
+                self.client.wait_until_ready(timeout=backoff.next())
                 return
-            self._outbox.popleft()
-            self.counters.published += 1
+            except AgentUnavailableError:
+                waited = time.monotonic() - started
+                if waited >= WARN_AFTER_S and time.monotonic() - warned >= 60.0:
+                    warned = time.monotonic()
+                    logger.warning(
+                        "no agent answers on %s after %.0f s: %s", path, waited, self.describe_agent()
+                    )
+                else:
+                    logger.info("waiting for the agent on %s", path)
+            self.between()
+
+    def _load_model(self) -> None:
+        """The configured package, loaded; a package that cannot be used blocks here (status says why) until
+        a configuration update names a usable one; a passing agent failure is retried."""
+        while not self.stop_event.is_set():
+            try:
+                self.active = self.prepare(self.config)
+                return
+            except (AgentUnavailableError, AgentTimeoutError) as exc:
+                logger.warning("cannot load the model yet: %s", exc)
+                self.loop.state = "WAITING_FOR_AGENT"
+            except EdgeError as exc:
+                self.configuration.refuse(f"the model cannot be used: {exc}", WAITING_FOR_CONFIG)
+            self._wait_for_change(self._backoff.next())
+
+    def prepare(self, config: ComponentConfig, running: str | None = None) -> ActiveModel:
+        assert self.client is not None
+        folder = model_folder(config.model_path, config.model_variant)
+        self.beat(LOAD_ALLOWANCE_S)  # LoadModel of a large model may take this long
+        return prepare_model(
+            self.client, folder, config.model_name, config.top_k, config.score_threshold, running
+        )
+
+    def _open_source(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.source = open_source(self.config.source_spec, max_pixels=self.config.max_frame_pixels)
+                self.watch_source(self.source)
+                return
+            except SourceError as exc:
+                self.configuration.refuse(f"the source cannot be opened: {exc}", WAITING_FOR_CONFIG)
+            self._wait_for_change(self._backoff.next())
+
+    def _start_sampling(self) -> None:
+        if self.client is None or not hasattr(self, "active"):
+            return  # stopped before the model was loaded
+        self.sampler = CaptureSampler(
+            self.client,
+            self.active.name,
+            self.config.capture_sample_rate,
+            self.config.capture_budget_per_hour,
+        )
+        self.sampler.start()
+        self.active.pipeline.on_inference = self.sampler.offer
+        if self.watchdog is not None:
+            self.watchdog.watch(self.sampler.thread)
+
+    def watch_source(self, source: FrameSource) -> None:
+        if self.watchdog is not None and isinstance(source, VideoSource):
+            self.watchdog.watch(source.thread)
+
+    def _wait_for_change(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            before = self.config
+            self.between()
+            if self.config is not before:
+                return
+            self.stop_event.wait(0.2)
+
+    # -- between frames -------------------------------------------------------------------------------
+
+    def beat(self, allow: float = 0.0) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat(allow)
+
+    def between(self) -> None:
+        self.beat()
+        if self._updates is not None:
+            raw = self._updates()
+            if raw is not None:
+                self.reconfigurer.offer(raw)
+        self.reconfigurer.tick()
+        active = getattr(self, "active", None)
+        if active is not None and not self.reconfigurer.pending and active.moved():
+            logger.info("the model package %s now resolves elsewhere: loading it", active.folder)
+            try:
+                self.reconfigurer.swap_model(self.config)
+            except EdgeError as exc:
+                logger.error("the new package cannot be used; the running model stays: %s", exc)
+
+    # -- status and shutdown --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The status message's content (built on the status thread from the stages' own counts)."""
+        counters: dict[str, int] = {**self.loop.counts()}
+        for stage in (getattr(self, "source", None), self.sampler, getattr(self, "outbox", None)):
+            if stage is not None:
+                counters.update(stage.counts())
+        active = getattr(self, "active", None)
+        if active is not None:
+            counters.update(active.model.counts())
+        identity = active.identity if active is not None else None
+        return {
+            "state": self.state,
+            "model": {"name": identity.name, "version": identity.version, "sha256": identity.sha256}
+            if identity
+            else None,
+            "source": self.config.describe_source(),
+            "fps": round(self.metrics.fps(), 2),
+            "latency-ms": self.metrics.latency_percentiles(),
+            "counters": counters,
+            "configuration": self.configuration.as_json(),
+            "process": self.metrics.process(),
+        }
+
+    def _save_before_exit(self) -> None:
+        if hasattr(self, "outbox"):
+            self.outbox.spill()
+
+    def close(self) -> None:
+        """Tears down in reverse order: captures drained, results sent or kept, a last status, connections."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        if hasattr(self, "outbox"):
+            self.outbox.flush()
+            self.outbox.spill()
+        if self.status is not None:
+            self.status.stop("STOPPED")
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if hasattr(self, "source"):
+            self.source.close()
+        if self.client is not None:
+            self.client.close()
+        if hasattr(self, "outbox"):
+            self.outbox.publisher.close()
+        logger.info("stopped: %s", self.loop.counts())

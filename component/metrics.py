@@ -1,4 +1,5 @@
-"""Run-time numbers of the component: counters, per-stage latency percentiles, frame rate, CPU and memory.
+"""Run-time numbers of the component: per-stage latency percentiles, frame rate, CPU and memory (the
+counters belong to the stages that count them).
 
 Latencies and frame times are kept for the last `window` classified frames; CPU and RSS come from the
 process itself (resource.getrusage and /proc/self/statm), so no extra dependency is needed.
@@ -10,35 +11,12 @@ import os
 import resource
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
 from .frames import StageLatency
 
 STAGES = ("read", "preprocess", "predict", "postprocess", "total")
-
-
-@dataclass
-class Counters:
-    """What the run loop counts; reported as is in the status message."""
-
-    frames: int = 0
-    classified: int = 0
-    bad_frames: int = 0
-    dropped_frames: int = 0
-    source_reconnects: int = 0
-    failed_frames: int = 0
-    agent_outages: int = 0
-    model_loads: int = 0
-    predict_calls: int = 0
-    published: int = 0
-    publish_failures: int = 0
-    dropped_results: int = 0
-    captures_sent: int = 0
-    captures_dropped: int = 0
-    captures_failed: int = 0
 
 
 def _rss_mb() -> float:
@@ -57,13 +35,11 @@ def _cpu_seconds() -> float:
 
 class Metrics:
     def __init__(self, window: int = 500) -> None:
-        self.counters = Counters()
         self._latencies: deque[StageLatency] = deque(maxlen=window)
         self._done: deque[float] = deque(maxlen=window)
         self._cpu_mark = (time.monotonic(), _cpu_seconds())
 
     def frame_classified(self, latency: StageLatency) -> None:
-        self.counters.classified += 1
         self._latencies.append(latency)
         self._done.append(time.monotonic())
 
@@ -91,11 +67,3 @@ class Metrics:
         self._cpu_mark = (now, cpu)
         percent = 100.0 * (cpu - cpu_then) / (now - then) if now > then else 0.0
         return {"cpu-percent": round(percent, 1), "rss-mb": round(_rss_mb(), 1)}
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "fps": round(self.fps(), 2),
-            "latency-ms": self.latency_percentiles(),
-            "counters": asdict(self.counters),
-            "process": self.process(),
-        }

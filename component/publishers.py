@@ -1,26 +1,28 @@
 """Publishers behind one interface, in a registry keyed by name.
 
-`ipc`: PublishToIoTCore (QoS 1) through the Greengrass core with awsiotsdk's GreengrassCoreIPCClientV2,
-reconnecting on the next call after a failure. `stdout`: one JSON line per message,
-`{"topic": ..., "payload": {...}}`, for running outside Greengrass. `auto` picks ipc when the core's
-environment is present (SVCUID and the IPC socket variable), stdout otherwise.
+`ipc`: PublishToIoTCore (QoS 1) through the Greengrass core, on the component's one IPC connection
+(component.ipc). `stdout`: one JSON line per message, `{"topic": ..., "payload": {...}}`, for running outside
+Greengrass. `auto` picks ipc under Greengrass (SVCUID and the IPC socket variable set), stdout otherwise.
+
+A publish raises PublishError when the message was not accepted and may be tried again, and one of its
+two subclasses when it never will be: PublishDeniedError (the topic is outside accessControl) and
+PublishRejectedError (the core refuses the topic or payload as invalid).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from agent_client.errors import PublishDeniedError, PublishError
+from agent_client.errors import CoreError, PublishError
+
+from .ipc import CoreConnection, under_greengrass
 
 logger = logging.getLogger(__name__)
-
-IPC_SOCKET_ENV = "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT"
 
 
 class Publisher(Protocol):
@@ -31,10 +33,6 @@ class Publisher(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def under_greengrass() -> bool:
-    return bool(os.environ.get("SVCUID")) and bool(os.environ.get(IPC_SOCKET_ENV))
 
 
 def encode(payload: dict[str, Any]) -> bytes:
@@ -62,66 +60,32 @@ class StdoutPublisher:
 
 
 class IpcPublisher:
-    """PublishToIoTCore through the Greengrass core. One IPC connection, re-made after a failure."""
+    """PublishToIoTCore through the Greengrass core, on the shared IPC connection."""
 
     name = "ipc"
 
-    def __init__(self, timeout: float = 10.0) -> None:
-        self._timeout = timeout
-        self._client: Any = None
-        self._lock = threading.Lock()
-        self._connect()
-
-    def _connect(self) -> Any:
-        from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
-
-        try:
-            self._client = GreengrassCoreIPCClientV2()
-        except Exception as exc:  # awscrt raises its own untyped errors for connection failures
-            raise PublishError(
-                f"cannot connect to the Greengrass core over IPC ({exc}); run inside a Greengrass "
-                f"component or use Publisher=stdout"
-            ) from exc
-        return self._client
+    def __init__(self, core: CoreConnection) -> None:
+        self._core = core
 
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
-        from awsiot.greengrasscoreipc.model import QOS, UnauthorizedError
-
-        with self._lock:
-            client = self._client or self._connect()
-            try:
-                future = client.publish_to_iot_core_async(
-                    topic_name=topic, qos=QOS.AT_LEAST_ONCE, payload=encode(payload)
-                )
-                future.result(timeout=self._timeout)
-            except UnauthorizedError as exc:
-                raise PublishDeniedError(
-                    f"the core refused PublishToIoTCore on {topic!r}: add the topic to the component's "
-                    f"accessControl (aws.greengrass.ipc.mqttproxy) or publish elsewhere ({exc})"
-                ) from exc
-            except Exception as exc:  # connection loss, timeout, core errors: all mean "not accepted"
-                self._drop_client()
-                raise PublishError(
-                    f"PublishToIoTCore on {topic!r} failed: {type(exc).__name__}: {exc}"
-                ) from exc
-
-    def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception as exc:  # closing a broken connection may fail again; nothing left to do
-                logger.debug("closing the IPC client failed: %s", exc)
+        try:
+            self._core.publish_to_iot_core(topic, encode(payload))
+        except PublishError:
+            raise
+        except CoreError as exc:  # connection loss, timeout, the core's own error: all mean "not accepted"
+            raise PublishError(str(exc)) from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._drop_client()
+        return None  # the connection belongs to the component, which closes it last
 
 
-PUBLISHERS: dict[str, Callable[[], Publisher]] = {"ipc": IpcPublisher, "stdout": StdoutPublisher}
+PUBLISHERS: dict[str, Callable[[CoreConnection | None], Publisher]] = {
+    "ipc": lambda core: IpcPublisher(core or CoreConnection()),
+    "stdout": lambda core: StdoutPublisher(),
+}
 
 
-def open_publisher(name: str) -> Publisher:
+def open_publisher(name: str, core: CoreConnection | None = None) -> Publisher:
     """The publisher registered under name; `auto` = ipc under Greengrass, stdout elsewhere."""
     if name == "auto":
         name = "ipc" if under_greengrass() else "stdout"
@@ -132,4 +96,4 @@ def open_publisher(name: str) -> Publisher:
             f"unknown publisher {name!r}; choose one of auto, {', '.join(PUBLISHERS)}"
         ) from None
     logger.info("publishing with %s", name)
-    return factory()
+    return factory(core)

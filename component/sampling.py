@@ -59,11 +59,11 @@ class CaptureSampler:
         self._rng = rng or random.Random()
         self._taken: deque[float] = deque()
         self._queue: queue.Queue[Sample | None] = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._work, name="capture-sampler", daemon=True)
+        self.thread = threading.Thread(target=self._work, name="capture-sampler", daemon=True)
 
     def start(self) -> None:
         """Starts the worker; it idles on the queue while the rate is 0 (the rate may change at run time)."""
-        self._thread.start()
+        self.thread.start()
         if self.rate > 0:
             logger.info("capturing %s of inferences, at most %d an hour", self.rate, self.budget_per_hour)
 
@@ -86,16 +86,23 @@ class CaptureSampler:
             return
         self._taken.append(now)
 
+    def counts(self) -> dict[str, int]:
+        return {
+            "captures_sent": self.counters.sent,
+            "captures_dropped": self.counters.dropped + self.counters.over_budget,
+            "captures_failed": self.counters.failed,
+        }
+
     def stop(self, timeout: float = 5.0) -> None:
         """Sends what is queued within timeout seconds, then stops the worker."""
-        if not self._thread.is_alive():
+        if not self.thread.is_alive():
             return
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:
             logger.warning("capture queue still full at shutdown; %d sample(s) dropped", self._queue.qsize())
             return
-        self._thread.join(timeout)
+        self.thread.join(timeout)
 
     def _work(self) -> None:
         while (sample := self._queue.get()) is not None:

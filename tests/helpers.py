@@ -19,9 +19,8 @@ from onnx import TensorProto, helper
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient
 from agent_client.errors import AgentUnavailableError
-from component.app import InferenceApp
+from component.app import InferenceApp, StartOptions
 from component.config import build_config
-from component.health import LifecycleReporter
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
@@ -106,7 +105,7 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
 def run_inference(
     socket: Path,
     stop_after: float | None = None,
-    lifecycle: LifecycleReporter | None = None,
+    options: StartOptions | None = None,
     **config: object,
 ) -> InferenceApp:
     """The component in this process against an in-process agent serving the bundled models, to the end of
@@ -121,12 +120,13 @@ def run_inference(
         "status_interval": 0.0,
         **config,
     }
-    app = InferenceApp(build_config(settings), threading.Event(), lifecycle=lifecycle)
+    app = InferenceApp(build_config(settings), threading.Event(), options=options)
     timer = threading.Timer(stop_after, app.stop) if stop_after is not None else None
     if timer is not None:
         timer.start()
     try:
         app.start()
+        app.run()
     finally:
         if timer is not None:
             timer.cancel()
@@ -139,18 +139,3 @@ def run_inference(
 def stdout_payloads(out: str) -> list[dict[str, Any]]:
     """The payloads of the stdout publisher's JSON lines."""
     return [json.loads(line)["payload"] for line in out.splitlines() if line.strip()]
-
-
-class RecordingStateSender:
-    """Stands in for IPC UpdateState in unit tests (the real one is tested against gglocal's IPC server):
-    records each state; fails the given number of times first."""
-
-    def __init__(self, failures: int = 0) -> None:
-        self.states: list[str] = []
-        self.failures = failures
-
-    def __call__(self, state: str) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise TimeoutError("UpdateState timed out")
-        self.states.append(state)

@@ -74,7 +74,11 @@ def test_a_fixed_batch_of_two_is_split_and_the_short_last_call_padded(
     server = AgentServer(AgentOptions(socket=socket_path, models_root=tmp_path / "models"))
     server.start()
     manifest = dataclasses.replace(
-        load_manifest(MODEL_DIR), folder=folder, input=TensorSpec("x", "float32", (1, 4)), output_name="y"
+        load_manifest(MODEL_DIR),
+        folder=folder,
+        input=TensorSpec("x", "float32", (1, 4)),
+        output_name="y",
+        num_classes=4,
     )
     try:
         with AgentClient(socket_path, ClientOptions(timeout=10.0)) as client:
@@ -97,7 +101,7 @@ def test_the_component_with_batch_size_four_publishes_what_it_publishes_frame_by
     one_by_one = stdout_payloads(capsys.readouterr().out)
     batched = run_inference(socket_path, batch_size=4, max_frames=5)
     in_batches = stdout_payloads(capsys.readouterr().out)
-    assert single.model.calls == 5 and batched.model.calls == 2
+    assert single.active.model.calls == 5 and batched.active.model.calls == 2
     assert [r["frame-id"] for r in in_batches] == [1, 2, 3, 4, 5]
     for a, b in zip(one_by_one, in_batches, strict=True):
         assert a["source"] == b["source"]

@@ -11,8 +11,8 @@ import pytest
 
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient
-from component.app import InferenceApp
-from component.config import ComponentConfig, build_config
+from component.app import InferenceApp, StartOptions
+from component.config import build_config
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
 
@@ -29,13 +29,17 @@ def real_agent(socket_path: Path) -> Iterator[AgentServer]:
     server.stop(grace=1.0)
 
 
-def scripted(after_calls: dict[int, ComponentConfig]) -> Callable[[], ComponentConfig | None]:
-    """The run loop polls this between frames; it returns the update due at that poll."""
-    calls = {"n": 0}
+def scripted(
+    after_frames: dict[int, dict[str, str]], app: list[InferenceApp]
+) -> Callable[[], dict[str, str] | None]:
+    """Stands in for the core's configuration feed: once the loop has read N frames, the whole
+    configuration the core would send after that update (recipe keys), once."""
+    due = dict(after_frames)
 
-    def updates() -> ComponentConfig | None:
-        calls["n"] += 1
-        return after_calls.get(calls["n"])
+    def updates() -> dict[str, str] | None:
+        frames = app[0].loop.counters.frames if app else 0
+        ready = [n for n in due if n <= frames]
+        return due.pop(max(ready)) if ready else None
 
     return updates
 
@@ -51,10 +55,17 @@ def run_app(
         "status_interval": 0.0,
         "max_frames": frames,
     }
-    configs = {n: build_config({**base, **change}) for n, change in updates.items()}
-    app = InferenceApp(build_config(base), threading.Event(), updates=scripted(configs))
+    holder: list[InferenceApp] = []
+    app = InferenceApp(
+        build_config(base),
+        threading.Event(),
+        updates=scripted(updates, holder),
+        options=StartOptions(cli=base),
+    )
+    holder.append(app)
     try:
         app.start()
+        app.run()
     finally:
         app.close()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
@@ -64,7 +75,7 @@ def run_app(
 def test_swapping_the_model_under_load_loses_no_frame_and_unloads_the_old_one(
     real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app, results = run_app(socket_path, capsys, frames=20, updates={8: {"model_path": INT8_DIR}})
+    app, results = run_app(socket_path, capsys, frames=20, updates={8: {"ModelPath": str(INT8_DIR)}})
     assert [r["frame-id"] for r in results] == list(range(1, 21))
     names = [r["model"]["name"] for r in results]  # type: ignore[index]
     switch = names.index("efficientnet-lite0-int8")
@@ -73,13 +84,13 @@ def test_swapping_the_model_under_load_loses_no_frame_and_unloads_the_old_one(
     assert all(r["inference-results"] or "rocket" in str(r["source"]) for r in results)
     with AgentClient(socket_path) as client:
         assert [m.name for m in client.list_models()] == ["efficientnet-lite0-int8"]
-    assert app.counters.failed_frames == 0 and app.counters.bad_frames == 0
+    assert app.loop.counters.failed_frames == 0 and app.loop.counters.bad_frames == 0
 
 
 def test_the_same_model_name_gets_a_name_of_its_own_while_both_are_loaded(
     real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    update = {"model_path": INT8_DIR, "model_name": "efficientnet-lite0"}
+    update = {"ModelPath": str(INT8_DIR), "ModelName": "efficientnet-lite0"}
     _, results = run_app(socket_path, capsys, frames=6, updates={3: update})
     names = {r["model"]["name"] for r in results}  # type: ignore[index]
     assert "efficientnet-lite0" in names
@@ -89,7 +100,8 @@ def test_the_same_model_name_gets_a_name_of_its_own_while_both_are_loaded(
 def test_a_bad_model_update_keeps_the_running_model(
     real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    app, results = run_app(socket_path, capsys, frames=6, updates={3: {"model_path": tmp_path}})
+    app, results = run_app(socket_path, capsys, frames=6, updates={3: {"ModelPath": str(tmp_path)}})
     assert [r["frame-id"] for r in results] == list(range(1, 7))
     assert {r["model"]["name"] for r in results} == {"efficientnet-lite0"}  # type: ignore[index]
-    assert app.config.model_path == MODEL_DIR
+    assert app.config.model_path is None and app.configuration.state == "REFUSED"
+    assert "manifest.json does not exist" in app.configuration.reason

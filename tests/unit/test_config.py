@@ -1,18 +1,21 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from agent_client.errors import ConfigError
-from component.config import DEFAULT_TOPIC, build_config
+from component.config import DEFAULT_TOPIC, build_config, parse_component_config, preflight, proposal_problem
+
+from ..helpers import IMAGES_DIR, MODEL_DIR
 
 
 def test_defaults_are_the_samples_contract() -> None:
     config = build_config()
     assert config.topic == DEFAULT_TOPIC == "gg/sageMakerEdgeManager/image-classification"
     assert (config.top_k, config.score_threshold) == (5, 0.3)
-    assert str(config.agent_socket) == "/tmp/aws.greengrass.SageMakerEdgeManager.sock"
+    assert config.agent_socket is None and config.model_variant == "fp32"  # resolved where it is deployed
 
 
 def test_greengrass_strings_override_cli_values_key_by_key() -> None:
@@ -23,9 +26,20 @@ def test_greengrass_strings_override_cli_values_key_by_key() -> None:
     assert (config.top_k, config.score_threshold, config.inference_interval) == (7, 0.5, 9.0)
 
 
+def test_numbers_may_come_as_numbers_or_as_strings_and_a_missing_key_is_its_default() -> None:
+    assert build_config(greengrass={"TopK": 3, "ScoreThreshold": 0.5}).top_k == 3
+    assert build_config(greengrass={"TopK": "3", "ScoreThreshold": "0.5"}).score_threshold == 0.5
+    assert build_config(greengrass={}).top_k == 5
+
+
 def test_unknown_keys_are_rejected_with_the_valid_ones_listed() -> None:
     with pytest.raises(ConfigError, match=r"unknown configuration key\(s\) TopKK; valid keys: .*TopK"):
         build_config(greengrass={"TopKK": "1"})
+
+
+def test_the_running_component_ignores_an_unknown_key_instead_of_blocking_every_later_update() -> None:
+    parsed = parse_component_config({}, {"Topk": "3", "TopK": "2"})
+    assert parsed.ignored == ("Topk",) and parsed.config.top_k == 2
 
 
 @pytest.mark.parametrize(
@@ -34,16 +48,41 @@ def test_unknown_keys_are_rejected_with_the_valid_ones_listed() -> None:
         ("TopK", "x", "TopK='x'"),
         ("TopK", "0", "greater than or equal to 1"),
         ("ScoreThreshold", "1.5", "ScoreThreshold='1.5'"),
+        ("ScoreThreshold", "nan", "less than or equal to 1"),
         ("InferenceInterval", "-1", "InferenceInterval"),
-        ("PublishResultsOnTopic", "a/+/b", "without wildcards"),
+        ("PublishResultsOnTopic", "a/+/b", "wildcards"),
+        ("PublishResultsOnTopic", "a\x00b", "NUL or control characters"),
+        ("PublishResultsOnTopic", "a\x07b", "NUL or control characters"),
+        ("PublishResultsOnTopic", "t" * 257, "257 bytes; AWS IoT Core takes topics of at most 256"),
+        ("PublishResultsOnTopic", "a/b/c/d/e/f/g/h/i", "8 slashes; AWS IoT Core allows at most 7"),
+        ("PublishResultsOnTopic", "$aws/things/x", "reserves"),
+        ("StatusTopic", "s/#", "wildcards"),
         ("LogLevel", "LOUD", "DEBUG, INFO"),
         ("Publisher", "kafka", "auto, ipc or stdout"),
         ("ImageName", "../etc/passwd", "file name inside ImageDirectory"),
+        ("ImageDirectory", "/" + "x" * 300, "longer than 255 bytes"),
+        ("ImageDirectory", "/a" * 2100, "at most 4095 are allowed"),
+        ("AgentSocket", "/" + "s" * 120, "at most 107 are allowed"),
+        ("AgentSocket", "unix:///tmp/agent.sock", "takes a file path, not a gRPC address"),
+        ("ModelVariant", "fp16", "fp32, int8, neo"),
+        ("ModelName", "bad name", "letters, digits and single inner dashes"),
+        ("Source", "rtsp://", "needs a host"),
+        ("Source", "rtsp://cam:99999/s", "Port out of range"),
+        ("Source", "ftp://cam/x.mp4", "unknown scheme 'ftp'"),
+        ("Source", "v4l2://video0", "v4l2:// takes a device path"),
+        ("MaxFramePixels", "0", "greater than or equal to 1"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as raised:
         build_config(greengrass={key: value})
+    assert key in str(raised.value)
+
+
+def test_credentials_in_a_refused_source_never_reach_the_message() -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_config(greengrass={"Source": "rtsp://admin:s3cret@cam:99999/s"})
+    assert "s3cret" not in str(raised.value) and "***@cam" in str(raised.value)
 
 
 def test_source_path_is_the_folder_or_the_named_image() -> None:
@@ -51,3 +90,20 @@ def test_source_path_is_the_folder_or_the_named_image() -> None:
     assert build_config(greengrass={"ImageDirectory": "/imgs", "ImageName": "a.jpg"}).source_path == Path(
         "/imgs/a.jpg"
     )
+
+
+def test_preflight_finds_a_missing_image_folder_and_a_package_that_fails_its_digests(tmp_path: Path) -> None:
+    config = build_config(greengrass={"ImageDirectory": str(tmp_path / "missing")})
+    assert preflight(build_config(greengrass={"ImageDirectory": str(IMAGES_DIR)}), MODEL_DIR) == []
+    broken = shutil.copytree(MODEL_DIR, tmp_path / "model")
+    (broken / "labels.txt").write_text("cat\n" * 1000)
+    problems = preflight(config, broken)
+    assert any("missing does not exist; set ImageDirectory" in p for p in problems)
+    assert any("labels.txt has SHA-256" in p for p in problems)
+
+
+def test_a_proposal_is_checked_as_strictly_as_at_start(tmp_path: Path) -> None:
+    assert proposal_problem({}, {"ModelPath": str(MODEL_DIR), "ImageDirectory": str(IMAGES_DIR)}) is None
+    assert "unknown configuration key(s) Topk" in str(proposal_problem({}, {"Topk": "3"}))
+    assert "TopK='0'" in str(proposal_problem({}, {"TopK": "0"}))
+    assert "manifest.json does not exist" in str(proposal_problem({}, {"ModelPath": str(tmp_path)}))

@@ -1,0 +1,262 @@
+"""The run loop: frames in batches -> the model on the agent -> results into the outbox, with the policies
+for everything that goes wrong on the way.
+
+- A frame that cannot be read or preprocessed: warned about, counted (bad_frames), skipped.
+- Batches: up to BatchSize frames the source has ready (the first one waited for), classified together,
+  each published as its own result, in frame order.
+- The agent unreachable (AgentUnavailableError: down, restarting): the batch is held and retried with capped
+  backoff, forever; state WAITING_FOR_AGENT. An outage is never published as "nothing detected".
+- The agent alive but too slow (AgentTimeoutError): a batch is tried twice, then split in halves and each
+  half tried again; a single frame that timed out twice is given up (failed_frames, agent_timeouts) so a
+  slow agent never makes the loop resend the same work for ever; state AGENT_TOO_SLOW.
+- The model failing (ModelOutputError: NaN/inf scores): counted (nonfinite_outputs), nothing published for
+  those frames; state MODEL_FAILING. Any other refusal of the agent or the package: failed_frames.
+- No frame from a live source within a second: state WAITING_FOR_SOURCE, asked again.
+- Between frames (and while waiting) the host applies configuration updates and model swaps and the loop
+  beats the watchdog (`host.between()`), so a long outage still takes updates and never looks wedged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from agent_client.errors import (
+    AgentTimeoutError,
+    AgentUnavailableError,
+    EdgeError,
+    FrameError,
+    FrameTimeoutError,
+    ModelOutputError,
+)
+
+from .backoff import Backoff
+from .config import ComponentConfig
+from .frames import Classification, Frame
+from .metrics import Metrics
+from .outbox import ResultOutbox
+from .pipeline import PreparedFrame
+from .results import ModelIdentity, to_payload
+from .sources import FrameSource
+from .swap import ActiveModel
+
+logger = logging.getLogger(__name__)
+
+WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
+REMIND_SECONDS = 60.0  # how often a lasting outage is logged again
+TIMEOUT_ATTEMPTS = 2
+
+
+class LoopHost(Protocol):
+    """What the loop needs from the component that wires it."""
+
+    config: ComponentConfig
+    source: FrameSource
+    active: ActiveModel
+    outbox: ResultOutbox
+    metrics: Metrics
+
+    def between(self) -> None:
+        """Applies configuration updates and model changes, beats the watchdog; called often."""
+        ...
+
+    def beat(self, allow: float) -> None:
+        """Tells the watchdog the loop is about to make a call that may take up to `allow` seconds."""
+        ...
+
+    def describe_agent(self) -> str:
+        """What is found at the agent's socket, in words a person can act on."""
+        ...
+
+
+@dataclass
+class LoopCounters:
+    frames: int = 0
+    classified: int = 0
+    bad_frames: int = 0
+    failed_frames: int = 0
+    agent_outages: int = 0
+    agent_timeouts: int = 0
+    nonfinite_outputs: int = 0
+
+
+class RunLoop:
+    def __init__(self, host: LoopHost, stop: threading.Event) -> None:
+        self.host = host
+        self.stop = stop
+        self.counters = LoopCounters()
+        self.state = "STARTING"
+        self.ended = False
+        self._backoff = Backoff()
+
+    def counts(self) -> Mapping[str, int]:
+        return asdict(self.counters)
+
+    def run(self) -> None:
+        """Batches of frames until stopped, the source ends, or MaxFrames frames were handled."""
+        started = -math.inf
+        while not self._done():
+            if not self._sleep_after(started):
+                break
+            started = time.monotonic()
+            batch = self._next_batch()
+            if not batch:
+                continue
+            for result, identity in self._classify(batch):
+                config = self.host.config
+                payload = to_payload(result, identity, config.top_k, config.score_threshold)
+                self.host.outbox.put(config.topic, payload)
+
+    def _done(self) -> bool:
+        limit = self.host.config.max_frames
+        return self.stop.is_set() or self.ended or bool(limit and self.counters.frames >= limit)
+
+    def _sleep_after(self, started: float) -> bool:
+        """Waits until the interval (as configured now) has passed since started; False when stopped.
+        Updates are applied meanwhile, so a shorter interval takes effect at once."""
+        while True:
+            self.host.between()
+            remaining = started + self.host.config.inference_interval - time.monotonic()
+            if remaining <= 0:
+                return not self._done()
+            if self.stop.wait(min(remaining, WAKE_SECONDS)):
+                return False
+
+    # -- frames ---------------------------------------------------------------------------------------
+
+    def _next_batch(self) -> list[PreparedFrame]:
+        """Up to BatchSize prepared frames: the first waited for, the rest while the source has them ready."""
+        batch: list[PreparedFrame] = []
+        wanted = self.host.config.batch_size
+        if self.host.config.max_frames:
+            wanted = min(wanted, self.host.config.max_frames - self.counters.frames)
+        pipeline = self.host.active.pipeline
+        while len(batch) < wanted and not self.stop.is_set():
+            frame = self._next_frame(first=not batch)
+            if frame is None:
+                break
+            try:
+                batch.append(pipeline.prepare(frame))
+            except FrameError as exc:
+                self.counters.bad_frames += 1
+                logger.warning("skipping frame %d (%s): %s", frame.frame_id, frame.source, exc)
+        return batch
+
+    def _next_frame(self, first: bool) -> Frame | None:
+        try:
+            frame = self.host.source.next_frame()
+        except FrameTimeoutError as exc:
+            logger.debug("%s", exc)  # a live source between frames or reconnecting
+            if first:
+                self.state = "WAITING_FOR_SOURCE"
+            return None
+        except FrameError as exc:
+            self.counters.frames += 1
+            self.counters.bad_frames += 1
+            logger.warning("skipping a frame: %s", exc)
+            return None
+        if frame is None:
+            logger.info("the source has no more frames")
+            self.ended = True
+            return None
+        self.counters.frames += 1
+        return frame
+
+    # -- classification -------------------------------------------------------------------------------
+
+    def _classify(self, batch: list[PreparedFrame]) -> list[tuple[Classification, ModelIdentity]]:
+        """Classifies the batch under the policies of the module docstring; the frames that were classified
+        come back, each with the identity of the model that did it."""
+        first = batch[0].frame.frame_id
+        outage: float | None = None
+        reminded = 0.0
+        timeouts = 0
+        active = self.host.active
+        while not self.stop.is_set():
+            if self.host.active is not active:  # swapped while waiting: the new model's own tensors
+                active = self.host.active
+                batch = self._prepare_again(batch)
+                if not batch:
+                    return []
+            try:
+                self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
+                results = active.pipeline.infer(batch)
+            except AgentUnavailableError as exc:
+                now = time.monotonic()
+                if outage is None:
+                    outage, reminded = now, now
+                    self.counters.agent_outages += 1
+                    self.state = "WAITING_FOR_AGENT"
+                    logger.warning(
+                        "agent unreachable, holding %d frame(s) from %d: %s", len(batch), first, exc
+                    )
+                elif now - reminded >= REMIND_SECONDS:
+                    reminded = now
+                    logger.warning(
+                        "still waiting for the agent after %.0f s (frames from %d held): %s",
+                        now - outage,
+                        first,
+                        self.host.describe_agent(),
+                    )
+                self._pause(self._backoff.next())
+                continue
+            except AgentTimeoutError as exc:
+                self.counters.agent_timeouts += 1
+                self.state = "AGENT_TOO_SLOW"
+                timeouts += 1
+                if timeouts < TIMEOUT_ATTEMPTS:
+                    logger.warning(
+                        "the agent is slow (%s); trying %d frame(s) from %d once more", exc, len(batch), first
+                    )
+                    continue
+                if len(batch) > 1:
+                    half = len(batch) // 2
+                    logger.warning(
+                        "the agent is too slow for %d frames at once; splitting the batch", len(batch)
+                    )
+                    return self._classify(batch[:half]) + self._classify(batch[half:])
+                self.counters.failed_frames += 1
+                logger.error("frame %d given up after %d timeouts: %s", first, timeouts, exc)
+                return []
+            except ModelOutputError as exc:
+                self.counters.nonfinite_outputs += len(batch)
+                self.state = "MODEL_FAILING"
+                logger.error("%s", exc)
+                return []
+            except EdgeError as exc:  # the agent or the package refused: these frames only
+                self.counters.failed_frames += len(batch)
+                logger.error("the agent could not classify %d frame(s) from %d: %s", len(batch), first, exc)
+                return []
+            if outage is not None:
+                logger.info("agent back after %.1f s", time.monotonic() - outage)
+            self._backoff.reset()
+            self.state = "RUNNING"
+            for result in results:
+                self.counters.classified += 1
+                self.host.metrics.frame_classified(result.latency)
+            return [(result, active.identity) for result in results]
+        return []
+
+    def _prepare_again(self, batch: list[PreparedFrame]) -> list[PreparedFrame]:
+        prepared = []
+        for item in batch:
+            try:
+                prepared.append(self.host.active.pipeline.prepare(item.frame))
+            except FrameError as exc:
+                self.counters.bad_frames += 1
+                logger.warning("skipping frame %d (%s): %s", item.frame.frame_id, item.frame.source, exc)
+        return prepared
+
+    def _pause(self, seconds: float) -> None:
+        """Waits, taking updates and beating the watchdog meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set():
+            self.host.between()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.stop.wait(min(remaining, WAKE_SECONDS)):
+                return
