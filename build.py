@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Builds the edgeclassifier Greengrass components: GDK's custom build command (`gdk component build`).
 
-    python3 build.py [--out DIR] [--version X.Y.Z] [--project-root DIR]
+    python3 build.py [--out DIR] [--version X.Y.Z] [--project-root DIR] [--thing-group-arn ARN]
+    python3 build.py --component NAME        # from gdk/NAME/: that component alone, as `gdk component
+                                             # publish` expects it (greengrass-build/recipes/recipe.json)
 
-Output, cleaned first as GDK does (a folder holding anything but recipes/ and artifacts/ is refused)::
+Output, cleaned first as GDK does (a folder holding anything but recipes/, artifacts/ and
+deployment.json is refused)::
 
-    greengrass-build/recipes/<name>-<version>.json
+    greengrass-build/recipes/<name>-<version>.json        (the file names nucleus lite requires)
     greengrass-build/artifacts/<name>/<version>/<zip>
+    greengrass-build/deployment.json                      (for aws greengrassv2 create-deployment)
 
 Four components, each from its JSON template recipes/<name>.json, all at the version in gdk-config.json
 (or --version): the model, the open agent, the inference component, and its variant for AWS's Edge Manager
@@ -14,18 +18,22 @@ agent. Placeholders filled here:
 
     @VERSION@, @AUTHOR@        the version, and gdk-config.json's author (GDK's ComponentPublisher)
     @VERSION_RANGE@            ">=<version> <<major + 1>.0.0", for dependencies on our own components
-    @DIGEST@                   base64 SHA-256 of the zip the artifact URI names
-    @INSTALL_VENV@             recipes/install-venv.sh, the once-only virtualenv install
+    @DIGEST@                   base64 SHA-256 of the zip the artifact URI names (the cores check it)
+    @SHA256:<zip>@             hex SHA-256 of that zip, for the install step, which checks it itself
+                               where the core does not (local deployments on nucleus lite)
     "architecture": "@ARCH@"   repeats that manifest for linux amd64 and aarch64 (and fills @ARCH@ in it)
 
-The model component ships edgeclassifier.Model.EfficientNetLite0.zip (ONNX FP32, the default, and ONNX INT8)
-on every platform, plus the Neo-format folder compiled for the device's architecture,
-edgeclassifier.Model.EfficientNetLite0.Neo-<amd64|aarch64>.zip, selected by the platform's manifest.
+Each zip that holds Python (and the model zip) carries recipes/installer.py as its `__main__.py`: the
+install step runs the zip itself (see installer.py). The model component ships
+edgeclassifier.Model.EfficientNetLite0.zip (ONNX FP32 and INT8) on every platform, plus the Neo-format folder
+compiled for the device's architecture, edgeclassifier.Model.EfficientNetLite0.Neo-<amd64|aarch64>.zip.
 
 Zips are deterministic: sorted entries dated 1980-01-01, modes 0644 (files) and 0755 (folders), no caches or
-hidden files, safe relative names; symlinks may point inside the project only. Every recipe is validated
-(recipes/validate.py) before it is written; any problem exits 1 with a message naming the component and
-the field. Standard library only: GDK runs this with the system python3.
+hidden files, safe relative names; symlinks may point inside the project only. Every recipe is checked
+against the rules of both Greengrass cores (ggrules/cores.py: nucleus lite and the Java nucleus, with
+room to grow under lite's recipe size limit) and the project's own (recipes/validate.py) before it is
+written; any problem exits 1 naming the component, the field and the rule. Standard library only: GDK runs
+this with the system python3.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import hashlib
 import io
 import json
 import os
@@ -45,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_client.errors import RecipeError
+from ggrules.cores import CORES, LITE_RECIPE_BYTES, check_recipe
 from ggrules.semver import SEMVER
 from recipes.validate import ARCHITECTURES, artifacts_of, digest, file_of, validate
 
@@ -55,6 +65,9 @@ INFERENCE = "edgeclassifier.ImageClassification"
 INFERENCE_SME = "edgeclassifier.ImageClassification.SageMakerEdgeManager"
 COMPONENTS = (MODEL, AGENT, INFERENCE, INFERENCE_SME)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+DEPLOYMENT = "deployment.json"
+THING_GROUP_ARN = "arn:aws:iot:REGION:ACCOUNT_ID:thinggroup/THING_GROUP"
+RECIPE_BUDGET = LITE_RECIPE_BYTES - 1024  # room to grow: a recipe over this fails the build
 
 Files = list[tuple[str, Path]]  # (name inside the zip, source file)
 
@@ -128,8 +141,14 @@ def package(root: Path, name: str) -> Files:
     return tree(root, root / name, name)
 
 
+def installer(root: Path) -> Files:
+    """recipes/installer.py as the zip's __main__.py: the install step runs the zip itself."""
+    return [("__main__.py", _inside(root, root / "recipes" / "installer.py"))]
+
+
 def inference_files(root: Path) -> Files:
-    """component/, agent_client/, images/ (sample *.jpg and their SOURCES.md), requirements.txt."""
+    """component/, agent_client/, modelpkg/, images/ (sample *.jpg and their SOURCES.md), requirements.txt,
+    __main__.py (the installer)."""
     images = root / "artifacts" / "images"
     jpgs = sorted(images.glob("*.jpg"))
     if not jpgs:
@@ -140,16 +159,18 @@ def inference_files(root: Path) -> Files:
         *package(root, "modelpkg"),
         *[(f"images/{path.name}", _inside(root, path)) for path in [*jpgs, images / "SOURCES.md"]],
         ("requirements.txt", _inside(root, root / "requirements" / "component.txt")),
+        *installer(root),
     ]
 
 
 def agent_files(root: Path) -> Files:
-    """agent/, agent_client/, requirements.txt."""
+    """agent/, agent_client/, modelpkg/, requirements.txt, __main__.py (the installer)."""
     return [
         *package(root, "agent"),
         *package(root, "agent_client"),
         *package(root, "modelpkg"),
         ("requirements.txt", _inside(root, root / "requirements" / "agent.txt")),
+        *installer(root),
     ]
 
 
@@ -171,6 +192,7 @@ def model_files(root: Path) -> Files:
     return [
         *_model_folder(root, "efficientnet-lite0", "efficientnet-lite0", ("model.onnx",)),
         *_model_folder(root, "efficientnet-lite0-int8", "efficientnet-lite0-int8", ("model.onnx",)),
+        *installer(root),
     ]
 
 
@@ -249,8 +271,8 @@ def _fill(node: Any, values: dict[str, str]) -> Any:
     return node
 
 
-def render(template: dict[str, Any], project: Project, install_script: str) -> dict[str, Any]:
-    """The template with @ARCH@ manifests repeated per architecture, placeholders but @DIGEST@ filled."""
+def render(template: dict[str, Any], project: Project) -> dict[str, Any]:
+    """The template with @ARCH@ manifests repeated per architecture, placeholders but the digests filled."""
     manifests = []
     for manifest in template.get("Manifests") or []:
         platform = manifest.get("Platform") if isinstance(manifest, dict) else None
@@ -260,7 +282,6 @@ def render(template: dict[str, Any], project: Project, install_script: str) -> d
             manifests.append(manifest)
     major = int(project.version.split(".")[0])
     values = {
-        "@INSTALL_VENV@": install_script,
         "@VERSION_RANGE@": f">={project.version} <{major + 1}.0.0",
         "@VERSION@": project.version,
         "@AUTHOR@": project.author,
@@ -268,17 +289,38 @@ def render(template: dict[str, Any], project: Project, install_script: str) -> d
     return _fill({**template, "Manifests": manifests}, values)
 
 
-def install_script(root: Path) -> str:
-    """recipes/install-venv.sh without its comment lines (the file explains itself; recipes stay small)."""
-    path = root / "recipes" / "install-venv.sh"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BuildError(f"{path} cannot be read ({exc.strerror})") from exc
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")).strip()
+def fill_digests(recipe: dict[str, Any], zips: dict[str, bytes]) -> dict[str, Any]:
+    """@DIGEST@ of each artifact (base64, for the core) and every @SHA256:<zip>@ (hex, for the installer)."""
+    for _, artifact in artifacts_of(recipe):
+        file = file_of(artifact.get("URI"))
+        if file in zips and artifact.get("Digest") == "@DIGEST@":
+            artifact["Digest"] = digest(zips[file])
+    hexes = {f"@SHA256:{name}@": hashlib.sha256(data).hexdigest() for name, data in zips.items()}
+    filled: dict[str, Any] = _fill(recipe, hexes)
+    return filled
+
+
+def check_cores(name: str, text: str) -> None:
+    """The rules of both cores (ggrules/cores.py), with room to grow under lite's recipe size limit."""
+    problems = [
+        f"{name}: {violation}"
+        for core in CORES
+        for violation in check_recipe(json.loads(text), len(text), core)
+    ]
+    if len(text.encode()) > RECIPE_BUDGET:
+        problems.append(
+            f"{name}: recipe: is {len(text.encode())} bytes; this project keeps recipes under "
+            f"{RECIPE_BUDGET} bytes to leave room under nucleus lite's {LITE_RECIPE_BYTES} "
+            "[lite: lite-recipe-size]"
+        )
+    if problems:
+        raise RecipeError("recipes a Greengrass core would refuse:\n  " + "\n  ".join(problems))
 
 
 # ------------------------------------------------------------------------------------------ build
+
+
+OUTPUTS = ("recipes", "artifacts", DEPLOYMENT)
 
 
 def clean(out: Path, root: Path) -> None:
@@ -289,24 +331,46 @@ def clean(out: Path, root: Path) -> None:
     if out.exists():
         if not out.is_dir():
             raise BuildError(f"refusing to use {out} as the output folder: it is a file")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in ("recipes", "artifacts"))
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUTS)
         if foreign:
             raise BuildError(
-                f"refusing to clean {out}: it holds {', '.join(foreign)}, not only recipes/ and artifacts/"
+                f"refusing to clean {out}: it holds {', '.join(foreign)}, not only what build.py writes "
+                f"({', '.join(OUTPUTS)})"
             )
         shutil.rmtree(out)
     (out / "recipes").mkdir(parents=True)
     (out / "artifacts").mkdir()
 
 
-def build(root: Path = ROOT, out: Path | None = None, version: str | None = None) -> list[Path]:
-    """Builds every component from root into out (default root/greengrass-build); returns the recipe files."""
+def deployment(project: Project, target_arn: str) -> dict[str, Any]:
+    """The document of a cloud deployment of the components to a thing group (aws greengrassv2
+    create-deployment --cli-input-json file://greengrass-build/deployment.json)."""
+    return {
+        "targetArn": target_arn,
+        "deploymentName": f"edgeclassifier-{project.version}",
+        "components": {name: {"componentVersion": project.version} for name in (INFERENCE, AGENT, MODEL)},
+        "deploymentPolicies": {
+            "failureHandlingPolicy": "ROLLBACK",
+            "componentUpdatePolicy": {"timeoutInSeconds": 60, "action": "NOTIFY_COMPONENTS"},
+            "configurationValidationPolicy": {"timeoutInSeconds": 30},
+        },
+    }
+
+
+def build(
+    root: Path = ROOT,
+    out: Path | None = None,
+    version: str | None = None,
+    only: str | None = None,
+    target_arn: str = THING_GROUP_ARN,
+) -> list[Path]:
+    """Builds every component from root into out (default root/greengrass-build); returns the recipe files.
+    With `only`, writes that component alone, its recipe as recipes/recipe.json (GDK publish reads it)."""
     out = out if out is not None else root / "greengrass-build"
     project = read_project(root / "gdk-config.json", version)
-    script = install_script(root)
-    recipes = {
-        name: render(load_template(root / "recipes" / f"{name}.json"), project, script) for name in COMPONENTS
-    }
+    if only is not None and only not in COMPONENTS:
+        raise BuildError(f"unknown component {only!r}; build.py builds {', '.join(COMPONENTS)}")
+    recipes = {name: render(load_template(root / "recipes" / f"{name}.json"), project) for name in COMPONENTS}
     zips: dict[str, bytes] = {}  # each built once: the variant ships the inference zip too
     artifacts: dict[Path, bytes] = {}
     for name, recipe in recipes.items():
@@ -320,25 +384,34 @@ def build(root: Path = ROOT, out: Path | None = None, version: str | None = None
                 )
             if file not in zips:
                 zips[file] = zip_bytes(ZIPS[file](root))
-            artifacts[Path("artifacts", name, project.version, file)] = zips[file]
-            if artifact.get("Digest") == "@DIGEST@":
-                artifact["Digest"] = digest(zips[file])
+            if only in (None, name):
+                artifacts[Path("artifacts", name, project.version, file)] = zips[file]
+    recipes = {name: fill_digests(recipe, zips) for name, recipe in recipes.items()}
+    texts = {name: json.dumps(recipe, indent=2) + "\n" for name, recipe in recipes.items()}
+    for name, text in texts.items():
+        check_cores(name, text)
     clean(out, root)
     for name in recipes:
-        (out / "artifacts" / name / project.version).mkdir(parents=True)
+        if only in (None, name):
+            (out / "artifacts" / name / project.version).mkdir(parents=True)
     for path, data in artifacts.items():
         (out / path).write_bytes(data)
-    validate(recipes, out / "artifacts")
+    validate(recipes, out / "artifacts", only)
     written = []
-    for name, recipe in recipes.items():
-        path = out / "recipes" / f"{name}-{project.version}.json"
-        path.write_text(json.dumps(recipe, indent=2) + "\n", encoding="utf-8")
+    for name, text in texts.items():
+        if only not in (None, name):
+            continue
+        path = out / "recipes" / ("recipe.json" if only else f"{name}-{project.version}.json")
+        path.write_text(text, encoding="utf-8")
         written.append(path)
+    if only is None:
+        document = json.dumps(deployment(project, target_arn), indent=2) + "\n"
+        (out / DEPLOYMENT).write_text(document, encoding="utf-8")
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="build.py", description=(__doc__ or "").split("\n")[0])
+    parser = argparse.ArgumentParser(prog="build.py", description=(__doc__ or "").split("\n")[1])
     parser.add_argument(
         "--out", type=Path, help="output folder, deleted first (default: <project>/greengrass-build)"
     )
@@ -346,9 +419,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--project-root", type=Path, default=ROOT, help="the sources (default: beside build.py)"
     )
+    parser.add_argument(
+        "--component", help="build this component alone into ./greengrass-build, as GDK publish expects it"
+    )
+    parser.add_argument(
+        "--thing-group-arn", default=THING_GROUP_ARN, help="the target of greengrass-build/deployment.json"
+    )
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None or args.component is None else Path.cwd() / "greengrass-build"
     try:
-        recipes = build(args.project_root.resolve(), args.out, args.version)
+        recipes = build(args.project_root.resolve(), out, args.version, args.component, args.thing_group_arn)
     except (BuildError, RecipeError) as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)
         return 1

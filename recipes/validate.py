@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_client.errors import RecipeError
+from ggrules.cores import LITE_LIFECYCLE_KEYS
 from ggrules.semver import SEMVER, Version, VersionRange
 from ggrules.variables import CROSS_NAMESPACES, NAMESPACES, Variable, pointer_parts, variables_in
 
@@ -36,7 +37,7 @@ Recipe = dict[str, Any]
 ARCHITECTURES = ("amd64", "aarch64")
 S3_PREFIX = "s3://BUCKET_NAME/COMPONENT_NAME/COMPONENT_VERSION/"
 COMPONENT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-PLACEHOLDER = re.compile(r"@[A-Z_]+@")
+PLACEHOLDER = re.compile(r"@[A-Z_0-9]+(?::[^@\s]+)?@")
 DECOMPRESSED = re.compile(r"\{(?:([.\w]+):)?artifacts:decompressedPath\}/([^/'\"\s]+)")
 REQUIRED = (
     "RecipeFormatVersion",
@@ -47,7 +48,7 @@ REQUIRED = (
 )
 TOP_LEVEL = {*REQUIRED, "ComponentType", "ComponentSource", "ComponentConfiguration", "ComponentDependencies"}
 TOP_LEVEL |= {"Manifests", "Lifecycle"}
-STEPS = {"Setenv", "Bootstrap", "Install", "Run", "Startup", "Shutdown", "Recover"}
+STEPS = set(LITE_LIFECYCLE_KEYS)  # the spelling both cores read (lite reads no other)
 STEP_KEYS = {"Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv"}
 POLICY_KEYS = {"policyDescription", "operations", "resources"}
 PERMISSIONS = ("NONE", "OWNER", "ALL")
@@ -114,11 +115,15 @@ def _has_pointer(config: Any, pointer: str) -> bool:
     return True
 
 
-def validate(recipes: dict[str, Recipe], artifacts: Path) -> None:
-    """Raises RecipeError listing every problem of recipes built together (component name -> recipe)."""
+def validate(recipes: dict[str, Recipe], artifacts: Path, only: str | None = None) -> None:
+    """Raises RecipeError listing every problem of recipes built together (component name -> recipe); with
+    `only`, of that recipe alone (the others are still what its dependencies are checked against)."""
     checker = _Checker(recipes, artifacts)
     problems = [
-        f"{name}: {problem}" for name, recipe in recipes.items() for problem in checker.recipe(name, recipe)
+        f"{name}: {problem}"
+        for name, recipe in recipes.items()
+        if only in (None, name)
+        for problem in checker.recipe(name, recipe)
     ]
     owners: dict[str, str] = {}
     for name, recipe in recipes.items():
@@ -249,8 +254,8 @@ class _Checker:
             return
         for step in sorted(lifecycle.keys() - STEPS):
             yield f"{where}.{step}: unknown step; known: {', '.join(sorted(STEPS))}"
-        if "Run" in lifecycle and "Startup" in lifecycle:
-            yield f"{where}: has both Run and Startup; only one is allowed"
+        if "run" in lifecycle and "startup" in lifecycle:
+            yield f"{where}: has both run and startup; only one is allowed"
         for step, body in lifecycle.items():
             if step == "Setenv" or isinstance(body, str):
                 continue

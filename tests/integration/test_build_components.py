@@ -36,7 +36,7 @@ def project_root(tmp_path: Path) -> Path:
         return ROOT
     copy = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("component", "agent", "agent_client", "recipes", "requirements"):
+    for name in ("component", "agent", "agent_client", "modelpkg", "ggrules", "recipes", "requirements"):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore)
     shutil.copy(ROOT / "gdk-config.json", copy)
     (copy / "artifacts" / "images").mkdir(parents=True)
@@ -115,10 +115,11 @@ def test_the_inference_zip_runs_the_component_on_its_own(out: Path, tmp_path: Pa
     assert (folder / "images" / "SOURCES.md").is_file()
 
 
-def test_the_model_zip_unpacks_to_the_folder_the_recipes_point_at(out: Path, tmp_path: Path) -> None:
+def test_the_model_zip_unpacks_to_packages_that_pass_their_manifests(out: Path, tmp_path: Path) -> None:
+    from modelpkg.manifest import load_manifest, verify_files
+
     folder = unpack(out, "edgeclassifier.Model.EfficientNetLite0", tmp_path)
-    model = folder / "efficientnet-lite0"
-    assert {p.name for p in model.iterdir()} >= {"model.onnx", "manifest.json", "labels.txt"}
-    assert isinstance(json.loads((model / "manifest.json").read_text()), dict)
-    run = json.loads((out / "recipes" / "edgeclassifier.ImageClassification-1.0.0.json").read_text())
-    assert f"{folder.name}/efficientnet-lite0'" in run["Manifests"][0]["Lifecycle"]["Run"]
+    for package in ("efficientnet-lite0", "efficientnet-lite0-int8"):
+        verify_files(load_manifest(folder / package))  # every file's digest, as the agent checks it
+    recipe = json.loads((out / "recipes" / "edgeclassifier.Model.EfficientNetLite0-1.0.0.json").read_text())
+    assert f"--zip {folder.name}.zip=" in recipe["Manifests"][0]["Lifecycle"]["install"]["Script"]
