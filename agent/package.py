@@ -70,7 +70,8 @@ def check_models_root(root: Path, trusted_uids: frozenset[int]) -> str | None:
         return f"models root {root} cannot be read: {exc.strerror}"
     if not stat.S_ISDIR(info.st_mode):
         return f"models root {root} is not a folder"
-    return _unsafe_folder(root, info, trusted_uids)
+    problem = _unsafe_folder(root, info, trusted_uids)
+    return None if problem is None else f"models root {problem}"
 
 
 def _check_folders(root: Path, folder: Path, trusted_uids: frozenset[int]) -> None:
