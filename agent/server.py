@@ -168,6 +168,7 @@ class AgentServer:
             options=[
                 ("grpc.max_receive_message_length", self.options.max_message_bytes),
                 ("grpc.max_send_message_length", self.options.max_message_bytes),
+                ("grpc.http2.bdp_probe", 0),
             ],
             maximum_concurrent_rpcs=self.options.max_concurrent_rpcs,
         )

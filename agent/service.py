@@ -116,6 +116,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                 raise AgentBusyError(self.budget.refusal(inputs.shared_bytes))
             try:
                 cancel = self._cancellation(context)
+                self.stats.add("predict_runs")
                 try:
                     outputs = model.session.run(inputs.arrays, cancel)
                 except RequestCancelledError:
