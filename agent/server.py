@@ -168,6 +168,8 @@ class AgentServer:
             options=[
                 ("grpc.max_receive_message_length", self.options.max_message_bytes),
                 ("grpc.max_send_message_length", self.options.max_message_bytes),
+                # BDP probing grows each stream's receive window, so calls waiting for a worker buffer more
+                # of their message (measured, 1,000 602 kB frames at once: peak +100 MiB with it, +45 off).
                 ("grpc.http2.bdp_probe", 0),
             ],
             maximum_concurrent_rpcs=self.options.max_concurrent_rpcs,
