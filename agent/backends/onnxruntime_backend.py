@@ -98,6 +98,10 @@ class OrtSession:
                 raise RequestCancelledError("the caller went away; ONNX Runtime stopped the run") from exc
             raise BackendError(f"ONNX Runtime failed to run the model: {exc}") from exc
 
+    def session_options(self) -> Any:
+        """The SessionOptions the session runs with (onnxruntime.SessionOptions)."""
+        return self._session.get_session_options()
+
     def close(self) -> None:
         # Memory is freed when the last running request lets go of the session.
         self._session = None
