@@ -128,6 +128,15 @@ class CaptureWriter:
             and not request.outputs
         ):
             raise InvalidRequestError("CaptureData needs at least one tensor or auxiliary datum")
+        for tensor in (*request.input_tensors, *request.output_tensors):
+            _check_tensor(tensor)
+        for datum in (*request.inputs, *request.outputs):
+            if datum.WhichOneof("data") != "byte_data":
+                raise InvalidRequestError("captured auxiliary data must carry byte_data")
+            if datum.encoding not in _EXTENSIONS:
+                raise InvalidRequestError(
+                    f"unknown auxiliary data encoding {datum.encoding}; use CSV, JSON, NONE or BASE64"
+                )
         with self._lock:
             if request.capture_id in self._status:
                 raise InvalidRequestError(
@@ -229,9 +238,18 @@ class CaptureWriter:
         return final
 
 
-def _write_tensor(folder: Path, role: str, index: int, tensor: pb.Tensor) -> dict[str, object]:
+def _check_tensor(tensor: pb.Tensor) -> None:
+    """What _write_tensor needs, checked while the caller waits: byte_data that fits its metadata."""
     if tensor.WhichOneof("data") != "byte_data":
         raise InvalidRequestError("captured tensors must carry byte_data")
+    if tensor.HasField("tensor_metadata"):
+        info = TensorInfo.from_proto(tensor.tensor_metadata)
+        if any(d <= 0 for d in info.shape):
+            raise InvalidRequestError(f"captured tensor {info.name!r}: dimensions must be positive")
+        from_bytes(tensor.byte_data, info)
+
+
+def _write_tensor(folder: Path, role: str, index: int, tensor: pb.Tensor) -> dict[str, object]:
     name = f"{role}-{index}"
     if tensor.HasField("tensor_metadata"):
         info = TensorInfo.from_proto(tensor.tensor_metadata)

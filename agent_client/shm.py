@@ -42,6 +42,7 @@ _PERM = struct.Struct("<iIIIIH")  # key, uid, gid, cuid, cgid, mode
 _SEGSZ_OFFSET = 48
 _SHMID_DS_BYTES = 256  # more than sizeof(struct shmid_ds) (112 bytes on x86_64 and aarch64)
 _FAILED = ctypes.c_void_p(-1).value
+MAX_SEGMENT_ID = 2**31 - 1  # shmget returns an int
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def _errno_text() -> str:
 
 def segment_info(segment_id: int) -> SegmentInfo:
     """IPC_STAT of a segment; InvalidRequestError when there is none by that id or it cannot be read."""
+    if not 0 <= segment_id <= MAX_SEGMENT_ID:
+        raise InvalidRequestError(f"shared memory segment id {segment_id} is not a System V shm id")
     buffer = ctypes.create_string_buffer(_SHMID_DS_BYTES)
     if libc().shmctl(segment_id, IPC_STAT, buffer) != 0:
         raise InvalidRequestError(f"shared memory segment {segment_id} cannot be inspected: {_errno_text()}")
@@ -117,6 +120,8 @@ class ReadOnlyAttachment:
 
     def __init__(self, segment_id: int) -> None:
         self.segment_id = segment_id
+        if not 0 <= segment_id <= MAX_SEGMENT_ID:  # ctypes would silently truncate it to another id
+            raise InvalidRequestError(f"shared memory segment id {segment_id} is not a System V shm id")
         address = libc().shmat(segment_id, None, SHM_RDONLY)
         if address is None or address == _FAILED:
             raise InvalidRequestError(
