@@ -7,8 +7,13 @@ Cancellation: each run gets its own RunOptions; when the caller goes away, the r
 `RunOptions.terminate`, and ONNX Runtime stops between nodes with an error that becomes RequestCancelledError.
 
 Spinning (RuntimeSettings.spin, `python -m agent --spin`): ONNX Runtime's intra-op threads spin-wait for work
-between runs by default ("session.intra_op.allow_spinning" = "1"). The agent turns it off unless asked:
-SPIN_NOTE
+between runs by default ("session.intra_op.allow_spinning" = "1"). The agent turns it off unless asked.
+Measured on the shared 2-core build machine (load average about 3, efficientnet-lite0, 2 threads, blocks of
+calls alternating between agents, medians): spinning off 7.4-8.1 ms per frame and 7.2-7.8 ms of agent CPU per
+frame; on 7.6-9.5 ms and 11.5-12.0 ms of CPU; with shared memory tensors off 5.7-6.2 ms / 7.2-7.6 ms CPU, on
+4.3-4.4 ms / 9.3-9.6 ms CPU. Spinning buys latency only when cores are idle, and always costs about 2-5 ms
+of CPU per frame that other processes (the component) then lack (issue 12 measured +6-18% on an idle
+machine, 1.5-2x slower when another process wants the cores).
 """
 
 from __future__ import annotations
