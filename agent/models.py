@@ -31,7 +31,7 @@ from agent_client.errors import (
 
 from . import backends
 from .backends import RuntimeSettings, Session
-from .package import read_package
+from .package import read_package, trim_heap
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +118,19 @@ class ModelRegistry:
         try:
             backend = backends.for_format(package.manifest.format)
             session = backend.load(package, self.settings)
-        finally:
+        except BaseException:
             with self._lock:
                 self._loading.pop(name, None)
+            raise
         model = LoadedModel(
             name=name, folder=folder, sha256=package.sha256, backend=backend.name, session=session
         )
-        with self._lock:
+        with self._lock:  # loading -> loaded in one step: no moment where the name is unknown
+            self._loading.pop(name, None)
             self._models[name] = model
-        logger.info("loaded model %s from %s with %s (sha256 %s)", name, folder, backend.name, package.sha256)
+        del package
+        trim_heap()
+        logger.info("loaded model %s from %s with %s (sha256 %s)", name, folder, backend.name, model.sha256)
         return model
 
     def _check_free(self, name: str, folder: Path) -> LoadedModel | None:

@@ -41,7 +41,7 @@ from agent_client.tensors import TensorInfo
 from .backends import Cancellation
 from .datacapture import CaptureWriter
 from .inputs import ShmPolicy, decode_inputs
-from .limits import AgentStats, ByteBudget
+from .limits import AgentStats, ByteBudget, Ticket
 from .models import LoadedModel, ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -110,10 +110,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext) -> pb.PredictResponse:
         model = self.registry.get(request.name)
         with decode_inputs(model, request.tensors, self.shm) as inputs:
-            ticket = self.budget.try_take(inputs.shared_bytes)
-            if ticket is None:
-                self.stats.add("refused_busy")
-                raise AgentBusyError(self.budget.refusal(inputs.shared_bytes))
+            ticket = self._admit_shared_bytes(inputs.shared_bytes)
             try:
                 cancel = self._cancellation(context)
                 self.stats.add("predict_runs")
@@ -127,7 +124,18 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     tensors=[_output_tensor(i, o, model) for i, o in enumerate(outputs)]
                 )
             finally:
-                ticket.release()
+                if ticket is not None:
+                    ticket.release()
+
+    def _admit_shared_bytes(self, size: int) -> Ticket | None:
+        """Shared memory tensors arrive in a small message: their bytes join the in-flight budget here."""
+        if not size:
+            return None
+        ticket = self.budget.try_take(size)
+        if ticket is None:
+            self.stats.add("refused_busy")
+            raise AgentBusyError(self.budget.refusal(size))
+        return ticket
 
     def _cancellation(self, context: grpc.ServicerContext) -> Cancellation:
         """A Cancellation set when the call ends; RequestCancelledError if its caller has already gone."""

@@ -17,11 +17,11 @@ import grpc
 import numpy as np
 import pytest
 
-from agent.server import AgentServer
+from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions, agent_pb2_grpc, shm
 from agent_client import agent_pb2 as pb
 from agent_client.client import socket_target
-from agent_client.errors import InvalidRequestError
+from agent_client.errors import AgentBusyError, InvalidRequestError
 
 from ..agent_fixtures import other_uid
 from ..helpers import ROOT
@@ -179,3 +179,24 @@ def test_a_client_killed_with_sigkill_leaves_no_segment(agent: AgentServer, mode
     )
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert int(done.stdout) not in segments()
+
+
+def test_shared_memory_bytes_count_against_the_in_flight_budget(models_root: Path, socket_path: Path) -> None:
+    options = AgentOptions(
+        socket=socket_path, models_root=models_root, max_message_bytes=1 << 20, max_inflight_bytes=1 << 20
+    )
+    server = AgentServer(options)
+    server.start()
+    try:
+        x = np.zeros((16_384, 4), np.float32)  # 256 KiB in shared memory, a message of a few bytes
+        with AgentClient(socket_path, ClientOptions(timeout=5, shm_threshold_bytes=1024)) as client:
+            client.load_model("tiny-dynamic", "dyn")
+            held = server.budget.try_take(900 * 1024)  # what a request running meanwhile would hold
+            assert held is not None
+            with pytest.raises(AgentBusyError, match="--max-inflight-mb"):
+                client.predict("dyn", {"x": x})
+            held.release()
+            (y,) = client.predict("dyn", {"x": x})
+        assert y.shape == x.shape and server.budget.used == 0
+    finally:
+        server.stop(grace=1.0)
