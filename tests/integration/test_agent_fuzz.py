@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.server import AgentOptions, AgentServer
@@ -23,17 +23,10 @@ from agent_client import agent_pb2_grpc
 from agent_client.client import socket_target
 
 from ..helpers import write_tiny_model
-from ..unit.test_agent_fuzz import requests
+from ..unit.test_agent_fuzz import BUDGET, requests
 
 pytestmark = pytest.mark.integration
 
-BUDGET = settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
 PROPER = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
