@@ -13,7 +13,6 @@ segments: use them, and copy what must outlive the request, inside `with decode_
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import prod
@@ -27,8 +26,6 @@ from agent_client.shm import ReadOnlyAttachment, attach_read_only
 from agent_client.tensors import TensorInfo, from_bytes, numpy_dtype
 
 from .models import LoadedModel
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

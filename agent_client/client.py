@@ -173,11 +173,20 @@ class _SharedMemory:
             for (name, array), offset in zip(arrays.items(), offsets, strict=True)
         ]
 
-    def close(self) -> None:
-        with self.lock:
+    def close(self, timeout: float) -> None:
+        """Detaches the segment, waiting at most timeout seconds for a Predict using it; one still stuck
+        keeps it attached, and the kernel frees it when the process ends (it is marked for removal)."""
+        if not self.lock.acquire(timeout=timeout):
+            logger.warning(
+                "a Predict still uses the shared memory segment; it is freed when the process ends"
+            )
+            return
+        try:
             if self._segment is not None:
                 self._segment.close()
                 self._segment = None
+        finally:
+            self.lock.release()
 
 
 class AgentClient:
@@ -224,7 +233,7 @@ class AgentClient:
                 self.socket_path,
                 timeout,
             )
-        self._shm.close()
+        self._shm.close(timeout)
 
     def wait_until_ready(self, timeout: float) -> None:
         """Blocks until a trusted agent accepts connections; AgentUnavailableError after timeout seconds,

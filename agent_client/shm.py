@@ -22,7 +22,6 @@ Standard library only.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import struct
 import sys
@@ -30,8 +29,6 @@ import threading
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
-
-logger = logging.getLogger(__name__)
 
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
