@@ -4,8 +4,9 @@ Serves the SageMaker Edge Manager agent gRPC API on a unix socket. Stops gracefu
 Optional `--load NAME=FOLDER` loads models at start (clients may also LoadModel themselves).
 
 Only model packages with a manifest.json listing every file's sha256 are loaded, verified again at every
-LoadModel (`python -m modelprep manifest FOLDER` writes the digests). The socket is owner-only (0600) unless
---socket-group lets one group in (0660); a missing socket folder is created private (0700, or 0750).
+LoadModel (`python -m modelprep manifest FOLDER` fills in a manifest's digests). The socket is owner-only
+(0600) unless --socket-group lets one group in (0660); a missing socket folder is created private (0700,
+or 0750).
 Exit status: 0 after a graceful stop, 2 for an option, socket or model problem (the message says what to do).
 """
 
@@ -90,8 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="UID",
-        help="also read shared memory tensors from segments of this uid (its own uid and root always; "
-        "repeatable)",
+        help="also read shared memory tensors from segments of this uid (the agent's own uid and root "
+        "always; repeatable)",
     )
     add("--threads", type=_int_at_least(1), default=2, help="runtime threads per model (default 2)")
     add(
