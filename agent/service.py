@@ -1,8 +1,14 @@
 """The `AWS.SageMaker.Edge.Agent` gRPC service: requests in, registry/backends/capture, status codes out.
 
 Failures leave as gRPC status codes with messages that say how to fix the request:
-NOT_FOUND (unknown model), ALREADY_EXISTS (name taken), INVALID_ARGUMENT (bad name, path, tensor),
-RESOURCE_EXHAUSTED (capture queue full), FAILED_PRECONDITION (capture disabled), INTERNAL (runtime failed).
+NOT_FOUND (unknown model), ALREADY_EXISTS (name taken by another folder or package), ABORTED (the model is
+still loading: retry), INVALID_ARGUMENT (bad name, path, tensor), FAILED_PRECONDITION (the package fails its
+manifest, capture disabled), RESOURCE_EXHAUSTED (too much in flight, capture queue full), CANCELLED (the
+caller went away), INTERNAL (runtime failed).
+
+Abandoned work: a Predict whose caller has gone by the time a worker takes it (deadline passed while it
+queued, call cancelled) is not run; one whose caller goes while it runs is stopped where the backend can
+(ONNX Runtime: RunOptions.terminate from the call's termination callback).
 """
 
 from __future__ import annotations
@@ -18,17 +24,24 @@ import numpy as np
 from agent_client import agent_pb2 as pb
 from agent_client import agent_pb2_grpc
 from agent_client.errors import (
+    AgentBusyError,
     BackendError,
     CaptureDisabledError,
     CaptureQueueFullError,
     EdgeError,
     InvalidRequestError,
+    ManifestError,
     ModelAlreadyLoadedError,
+    ModelLoadingError,
     ModelNotFoundError,
+    RequestCancelledError,
 )
-from agent_client.tensors import TensorInfo, from_bytes, numpy_dtype
+from agent_client.tensors import TensorInfo
 
+from .backends import Cancellation
 from .datacapture import CaptureWriter
+from .inputs import ShmPolicy, decode_inputs
+from .limits import AgentStats, ByteBudget, Ticket
 from .models import LoadedModel, ModelRegistry
 
 logger = logging.getLogger(__name__)
@@ -36,9 +49,13 @@ logger = logging.getLogger(__name__)
 _STATUS: tuple[tuple[type[EdgeError], grpc.StatusCode], ...] = (
     (ModelNotFoundError, grpc.StatusCode.NOT_FOUND),
     (ModelAlreadyLoadedError, grpc.StatusCode.ALREADY_EXISTS),
+    (ModelLoadingError, grpc.StatusCode.ABORTED),
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ManifestError, grpc.StatusCode.FAILED_PRECONDITION),
+    (AgentBusyError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CaptureQueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CaptureDisabledError, grpc.StatusCode.FAILED_PRECONDITION),
+    (RequestCancelledError, grpc.StatusCode.CANCELLED),
     (BackendError, grpc.StatusCode.INTERNAL),
 )
 
@@ -74,65 +91,59 @@ def _model_proto(model: LoadedModel) -> pb.Model:
     )
 
 
-def decode_inputs(model: LoadedModel, tensors: list[pb.Tensor]) -> dict[str, np.ndarray]:
-    """Checks each request tensor against the model's inputs and decodes it; InvalidRequestError otherwise.
-
-    Tensors with a named metadata are matched by name; tensors without metadata are taken in input order.
-    """
-    expected = model.session.inputs
-    if len(tensors) != len(expected):
-        raise InvalidRequestError(
-            f"model {model.name} takes {len(expected)} input tensor(s) "
-            f"({', '.join(t.name for t in expected)}), the request has {len(tensors)}"
-        )
-    by_name = {t.name: t for t in expected}
-    arrays: dict[str, np.ndarray] = {}
-    for index, tensor in enumerate(tensors):
-        if tensor.WhichOneof("data") != "byte_data":
-            raise InvalidRequestError(
-                "this agent takes tensors as byte_data; shared_memory_handle is not supported"
-            )
-        info = expected[index]
-        if tensor.HasField("tensor_metadata"):
-            meta = tensor.tensor_metadata
-            name = meta.name.decode(errors="replace")
-            if name:
-                if name not in by_name:
-                    raise InvalidRequestError(
-                        f"model {model.name} has no input named {name!r}; inputs: {', '.join(by_name)}"
-                    )
-                info = by_name[name]
-            dtype = numpy_dtype(meta.data_type)
-            if dtype != info.dtype:
-                raise InvalidRequestError(
-                    f"input {info.name!r} must be {info.dtype}, the request sent {dtype}"
-                )
-            shape = tuple(meta.shape)
-            if not info.accepts_shape(shape):
-                raise InvalidRequestError(
-                    f"input {info.name!r} must have shape {list(info.shape)}, the request sent {list(shape)}"
-                )
-            info = TensorInfo(name=info.name, dtype=dtype, shape=shape)
-        elif any(d < 0 for d in info.shape):
-            raise InvalidRequestError(
-                f"input {info.name!r} has dynamic dimensions: send tensor_metadata with a shape"
-            )
-        if info.name in arrays:
-            raise InvalidRequestError(f"input {info.name!r} was sent twice")
-        arrays[info.name] = from_bytes(tensor.byte_data, info)
-    return arrays
-
-
 class AgentService(agent_pb2_grpc.AgentServicer):
-    def __init__(self, registry: ModelRegistry, capture: CaptureWriter | None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        capture: CaptureWriter | None,
+        shm: ShmPolicy,
+        budget: ByteBudget,
+        stats: AgentStats,
+    ) -> None:
         self.registry = registry
         self.capture = capture
+        self.shm = shm
+        self.budget = budget
+        self.stats = stats
 
     @_rpc
     def Predict(self, request: pb.PredictRequest, context: grpc.ServicerContext) -> pb.PredictResponse:
         model = self.registry.get(request.name)
-        outputs = model.session.run(decode_inputs(model, list(request.tensors)))
-        return pb.PredictResponse(tensors=[_output_tensor(i, o, model) for i, o in enumerate(outputs)])
+        with decode_inputs(model, request.tensors, self.shm) as inputs:
+            ticket = self._admit_shared_bytes(inputs.shared_bytes)
+            try:
+                cancel = self._cancellation(context)
+                self.stats.add("predict_runs")
+                try:
+                    outputs = model.session.run(inputs.arrays, cancel)
+                except RequestCancelledError:
+                    self.stats.add("runs_stopped")
+                    raise
+                # Serialised (copied) before the segments are detached: an output may alias an input.
+                return pb.PredictResponse(
+                    tensors=[_output_tensor(i, o, model) for i, o in enumerate(outputs)]
+                )
+            finally:
+                if ticket is not None:
+                    ticket.release()
+
+    def _admit_shared_bytes(self, size: int) -> Ticket | None:
+        """Shared memory tensors arrive in a small message: their bytes join the in-flight budget here."""
+        if not size:
+            return None
+        ticket = self.budget.try_take(size)
+        if ticket is None:
+            self.stats.add("refused_busy")
+            raise AgentBusyError(self.budget.refusal(size))
+        return ticket
+
+    def _cancellation(self, context: grpc.ServicerContext) -> Cancellation:
+        """A Cancellation set when the call ends; RequestCancelledError if its caller has already gone."""
+        cancel = Cancellation()
+        if not context.add_callback(cancel.cancel) or not context.is_active():
+            self.stats.add("skipped_gone")
+            raise RequestCancelledError("the caller went away before the request ran; it was skipped")
+        return cancel
 
     @_rpc
     def LoadModel(self, request: pb.LoadModelRequest, context: grpc.ServicerContext) -> pb.LoadModelResponse:

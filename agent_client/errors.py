@@ -17,13 +17,22 @@ errors, OSError, pydantic validation errors) into these with ``raise ... from ex
         +-- CoreUnsupportedError    the core does not offer the operation (nucleus lite: validation)
     +-- ModelOutputError       the model's outputs cannot be scores (NaN/inf, wrong width): a model failure
     +-- AgentError             the agent answered with an error or could not be reached
-        +-- AgentUnavailableError   nothing is serving on the socket (start the agent; the client retries)
-        +-- AgentTimeoutError       the call's deadline passed before the agent answered
+        +-- AgentUnavailableError   unreachable: nothing is serving on the socket, connection refused (start
+        |                           the agent; the client retries within the deadline)
+        +-- AgentTimeoutError       alive but not in time: the deadline passed before the agent answered
+        |   |                       (overloaded, frozen, a big batch); retry later, with backoff
+        |   +-- AgentBusyError          the agent refused the call for now: too many calls or bytes in flight
+        |   |                           (RESOURCE_EXHAUSTED); same policy, retry later
+        |   +-- ModelLoadingError       the model of that name is still loading (ABORTED); retry in a moment
+        +-- AgentUntrustedError     the socket is served by a user the client does not trust, or lies in a
+        |                           folder other users can write: nothing was sent (see the message)
         +-- ModelNotFoundError      no model of that name is loaded (LoadModel first)
-        +-- ModelAlreadyLoadedError a model of that name is already loaded (UnLoadModel first)
+        +-- ModelAlreadyLoadedError the name is taken by another model folder or package (UnLoadModel first)
         +-- InvalidRequestError     the agent rejected the request (bad tensor name/dtype/shape/size, path)
     +-- BackendError           a runtime backend failed to load or run a model (agent side)
         +-- BackendUnavailableError the backend's Python package is not installed (message names the extra)
+    +-- RequestCancelledError  the caller went away, so the agent did not run or stopped the work (agent
+    |                          side; gRPC CANCELLED, which no caller sees)
     +-- CaptureQueueFullError  the agent's capture queue is full; the capture was not accepted (agent side)
     +-- CaptureDisabledError   the agent runs without a capture folder (agent side)
     +-- RecipeError            a recipe or version a Greengrass core would refuse (build.py, gglocal)
@@ -93,7 +102,24 @@ class AgentUnavailableError(AgentError):
 
 
 class AgentTimeoutError(AgentError):
-    """The call's deadline passed before the agent answered (gRPC DEADLINE_EXCEEDED)."""
+    """The agent is there but did not answer within the call's deadline (gRPC DEADLINE_EXCEEDED, or the
+    client's own bound when a request cannot even be sent to a frozen agent). Unlike AgentUnavailableError
+    the agent may still be working on the call: retry later, with backoff, rather than at once."""
+
+
+class AgentBusyError(AgentTimeoutError):
+    """The agent refused the call for now, before running it: too many calls or bytes in flight (gRPC
+    RESOURCE_EXHAUSTED). A timeout's policy: retry later, with backoff, or send fewer/smaller requests."""
+
+
+class ModelLoadingError(AgentTimeoutError):
+    """A model of that name is still loading (gRPC ABORTED); retry the call in a moment."""
+
+
+class AgentUntrustedError(AgentError):
+    """The agent socket is served by a user the client does not trust (SO_PEERCRED), is owned by one, or lies
+    in a folder other users may write without the sticky bit. Nothing was sent; the message names who serves
+    there and what to do."""
 
 
 class ModelNotFoundError(AgentError):
@@ -114,6 +140,10 @@ class BackendError(EdgeError):
 
 class BackendUnavailableError(BackendError):
     """The backend's Python package is not installed; the message names the extra to install."""
+
+
+class RequestCancelledError(EdgeError):
+    """The caller went away (deadline passed, call cancelled): the agent skipped or stopped the work."""
 
 
 class CaptureQueueFullError(EdgeError):

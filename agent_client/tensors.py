@@ -1,8 +1,9 @@
 """Tensor wire format: numpy arrays <-> `Tensor` / `TensorMetadata` messages.
 
-A tensor travels as raw C-order bytes in `byte_data` (native little-endian on every supported device),
-described by `TensorMetadata(name, data_type, shape)`. The byte length must equal
-prod(shape) * itemsize(data_type); both sides check it.
+A tensor travels as raw C-order bytes (native little-endian on every supported device), in `byte_data` or
+in a System V shared memory segment named by `shared_memory_handle` (agent_client.shm), described by
+`TensorMetadata(name, data_type, shape)`. The byte length must equal prod(shape) * itemsize(data_type);
+both sides check it.
 """
 
 from __future__ import annotations
@@ -90,3 +91,11 @@ def from_bytes(data: bytes, info: TensorInfo) -> np.ndarray:
             f"({expected} bytes expected)"
         )
     return np.frombuffer(data, dtype=info.dtype).reshape(info.shape)
+
+
+def to_shared_memory_tensor(name: str, array: np.ndarray, segment_id: int, offset: int) -> pb.Tensor:
+    """A Tensor with full metadata whose bytes the caller has put at offset in System V segment segment_id
+    (agent_client.shm)."""
+    meta = TensorInfo(name=name, dtype=array.dtype, shape=tuple(array.shape)).to_proto()
+    handle = pb.SharedMemoryHandle(size=array.nbytes, offset=offset, segment_id=segment_id)
+    return pb.Tensor(tensor_metadata=meta, shared_memory_handle=handle)

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from agent_client import AgentClient, ClientOptions
-from agent_client.errors import AgentTimeoutError, AgentUnavailableError, EdgeError, SourceError
+from agent_client.errors import (
+    AgentTimeoutError,
+    AgentUnavailableError,
+    AgentUntrustedError,
+    EdgeError,
+    SourceError,
+)
 from agent_client.sockets import describe_socket
 
 from .backoff import Backoff
@@ -163,6 +169,12 @@ class InferenceApp:
             try:
                 self.client.wait_until_ready(timeout=backoff.next())
                 return
+            except AgentUntrustedError as exc:
+                self.loop.state = "AGENT_UNTRUSTED"
+                if time.monotonic() - warned >= 60.0:
+                    warned = time.monotonic()
+                    logger.error("%s", exc)
+                self.stop_event.wait(backoff.next())
             except AgentUnavailableError:
                 waited = time.monotonic() - started
                 if waited >= WARN_AFTER_S and time.monotonic() - warned >= 60.0:
@@ -181,9 +193,11 @@ class InferenceApp:
             try:
                 self.active = self.prepare(self.config)
                 return
-            except (AgentUnavailableError, AgentTimeoutError) as exc:
+            except (AgentUnavailableError, AgentTimeoutError, AgentUntrustedError) as exc:
                 logger.warning("cannot load the model yet: %s", exc)
-                self.loop.state = "WAITING_FOR_AGENT"
+                self.loop.state = (
+                    "AGENT_UNTRUSTED" if isinstance(exc, AgentUntrustedError) else "WAITING_FOR_AGENT"
+                )
             except EdgeError as exc:
                 self.configuration.refuse(f"the model cannot be used: {exc}", WAITING_FOR_CONFIG)
             self._wait_for_change(self._backoff.next())

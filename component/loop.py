@@ -4,8 +4,11 @@ for everything that goes wrong on the way.
 - A frame that cannot be read or preprocessed: warned about, counted (bad_frames), skipped.
 - Batches: up to BatchSize frames the source has ready (the first one waited for), classified together,
   each published as its own result, in frame order.
-- The agent unreachable (AgentUnavailableError: down, restarting): the batch is held and retried with capped
-  backoff, forever; state WAITING_FOR_AGENT. An outage is never published as "nothing detected".
+- The agent unreachable (AgentUnavailableError: down, restarting; ModelLoadingError: the model still loading):
+  the batch is held and retried with capped backoff, forever; state WAITING_FOR_AGENT. An outage is never
+  published as "nothing detected". A socket served by someone the client does not trust
+  (AgentUntrustedError: another local user impersonating the agent) is held the same way, nothing is sent
+  to it; state AGENT_UNTRUSTED.
 - The agent alive but too slow (AgentTimeoutError): a batch is tried twice, then split in halves and each
   half tried again; a single frame that timed out twice is given up (failed_frames, agent_timeouts) so a
   slow agent never makes the loop resend the same work for ever; state AGENT_TOO_SLOW.
@@ -29,6 +32,8 @@ from typing import Protocol
 from agent_client.errors import (
     AgentTimeoutError,
     AgentUnavailableError,
+    AgentUntrustedError,
+    ModelLoadingError,
     EdgeError,
     FrameError,
     FrameTimeoutError,
@@ -186,12 +191,14 @@ class RunLoop:
             try:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
                 results = active.pipeline.infer(batch)
-            except AgentUnavailableError as exc:
+            except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
+                self.state = (
+                    "AGENT_UNTRUSTED" if isinstance(exc, AgentUntrustedError) else "WAITING_FOR_AGENT"
+                )
                 if outage is None:
                     outage, reminded = now, now
                     self.counters.agent_outages += 1
-                    self.state = "WAITING_FOR_AGENT"
                     logger.warning(
                         "agent unreachable, holding %d frame(s) from %d: %s", len(batch), first, exc
                     )

@@ -21,14 +21,51 @@ from agent_client import AgentClient
 from agent_client.errors import AgentUnavailableError
 from component.app import InferenceApp, StartOptions
 from component.config import build_config
+from modelpkg.manifest import write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
 IMAGES_DIR = ROOT / "artifacts" / "images"
 
 
+def write_package_manifest(
+    folder: Path, name: str, model_format: str = "onnx", file: str = "model.onnx"
+) -> None:
+    """A schema 2 manifest.json (and a 4-line labels.txt) listing the digests of every file the folder holds,
+    so that the agent loads it. The input/preprocess keys describe a 1x1 RGB image: the agent does not use
+    them, and tests that drive the component with such a model give it its own manifest."""
+    (folder / "labels.txt").write_text("zero\none\ntwo\nthree\n")
+    write_manifest(
+        folder,
+        {
+            "name": name,
+            "version": "1.0.0",
+            "format": model_format,
+            "file": file,
+            "input": {
+                "name": "x",
+                "dtype": "float32",
+                "shape": [1, 3, 1, 1],
+                "layout": "NCHW",
+                "color_order": "RGB",
+            },
+            "preprocess": {
+                "resize_shorter": 1,
+                "crop": [1, 1],
+                "resample": "bilinear",
+                "mean": [0, 0, 0],
+                "std": [1, 1, 1],
+                "in_model": False,
+            },
+            "output": {"name": "y", "kind": "logits", "classes": 4},
+            "labels": "labels.txt",
+            "provenance": {"made_by": "tests.helpers"},
+        },
+    )
+
+
 def write_tiny_model(folder: Path, batch: int | str = 1) -> Path:
-    """A model with input `x` float32 [batch, 4] and output `y` = 2 * x + 1 (float32)."""
+    """A model package (manifest included) with input `x` float32 [batch, 4] and output `y` = 2 * x + 1."""
     folder.mkdir(parents=True, exist_ok=True)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4])
@@ -45,6 +82,7 @@ def write_tiny_model(folder: Path, batch: int | str = 1) -> Path:
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(folder / "model.onnx"))
+    write_package_manifest(folder, folder.name)
     return folder
 
 

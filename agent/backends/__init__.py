@@ -1,23 +1,66 @@
 """Runtime backends behind one small interface, in a registry keyed by name.
 
-A backend recognises a model folder (`detect`) and loads it into a `Session` that runs numpy arrays.
-Backends import their runtime lazily, so a device only needs the runtime it uses; a missing runtime
-raises BackendUnavailableError naming the extra to install. Adding a runtime = one module + one
-`register()` line below.
+A backend loads a verified model package (agent.package.VerifiedPackage: the manifest and the bytes of every
+file, checked against their digests) into a `Session` that runs numpy arrays. The manifest's `format` picks
+the backend ("onnx" -> onnxruntime, "neo" -> dlr). Backends import their runtime lazily, so a device only
+needs the runtime it uses; a missing runtime raises BackendUnavailableError naming the extra to install.
+Adding a runtime = one module + one `register()` line below.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from agent_client.errors import BackendError
 from agent_client.tensors import TensorInfo
+
+if TYPE_CHECKING:
+    from ..package import VerifiedPackage
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """threads: intra-op threads per model; spin: let idle runtime threads spin-wait for work (ONNX Runtime's
+    session.intra_op.allow_spinning; see agent.backends.onnxruntime_backend for what it costs)."""
+
+    threads: int = 2
+    spin: bool = False
+
+
+class Cancellation:
+    """Set when the caller of a request has gone (deadline passed, call cancelled). Backends register what
+    stops a run in progress; a callback registered after cancel() runs at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if not self._cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
 
 
 class Session(Protocol):
@@ -26,7 +69,11 @@ class Session(Protocol):
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]: ...
+    def run(
+        self, inputs: Mapping[str, np.ndarray], cancel: Cancellation | None = None
+    ) -> Sequence[np.ndarray]:
+        """The outputs in model order; RequestCancelledError when cancel fired and the run was stopped."""
+        ...
 
     def close(self) -> None: ...
 
@@ -34,11 +81,7 @@ class Session(Protocol):
 class Backend(Protocol):
     name: str
 
-    def detect(self, folder: Path) -> bool:
-        """True when folder holds a model this backend loads."""
-        ...
-
-    def load(self, folder: Path, threads: int) -> Session: ...
+    def load(self, package: VerifiedPackage, settings: RuntimeSettings) -> Session: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +89,7 @@ class BackendEntry:
     name: str
     module: str  # imported on first use: "agent.backends.onnxruntime_backend"
     extra: str  # pip extra that installs the runtime
+    format: str  # the manifest format it loads
 
 
 _REGISTRY: dict[str, BackendEntry] = {}
@@ -55,9 +99,8 @@ def register(entry: BackendEntry) -> None:
     _REGISTRY[entry.name] = entry
 
 
-# detect() asks in this order: a Neo-compiled folder is recognised by three named files, before any *.onnx.
-register(BackendEntry("dlr", "agent.backends.dlr_backend", "dlr"))
-register(BackendEntry("onnxruntime", "agent.backends.onnxruntime_backend", "onnx"))
+register(BackendEntry("dlr", "agent.backends.dlr_backend", "dlr", "neo"))
+register(BackendEntry("onnxruntime", "agent.backends.onnxruntime_backend", "onnx", "onnx"))
 
 
 def names() -> tuple[str, ...]:
@@ -74,13 +117,10 @@ def get(name: str) -> Backend:
     return backend
 
 
-def detect(folder: Path) -> Backend:
-    """The first registered backend that recognises folder."""
-    for name in _REGISTRY:
-        backend = get(name)
-        if backend.detect(folder):
-            return backend
-    raise BackendError(
-        f"no backend recognises the model folder {folder}: expected one .onnx file (onnxruntime) "
-        f"or a Neo-compiled folder (compiled.so, compiled_model.json, compiled.params)"
-    )
+def for_format(model_format: str) -> Backend:
+    """The backend that loads packages of a manifest format."""
+    for entry in _REGISTRY.values():
+        if entry.format == model_format:
+            return get(entry.name)
+    known = ", ".join(f"{e.format} ({e.name})" for e in _REGISTRY.values())
+    raise BackendError(f"no backend loads model format {model_format!r}; formats: {known}")

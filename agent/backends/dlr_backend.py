@@ -1,4 +1,10 @@
-"""DLR backend: a Neo-compiled folder (compiled.so, compiled_model.json, compiled.params; .meta optional).
+"""DLR backend: a Neo-compiled package (compiled.so, compiled_model.json, compiled.params; .meta optional).
+
+DLR dlopens compiled.so, and the shared object's constructors run in the agent at that moment, so it must be
+exactly the verified file. DLR only takes a folder path, so the package's verified bytes are written to a
+private folder (mkdtemp: mode 0700, files 0600, under TMPDIR, which must allow executing mapped files, i.e.
+not be mounted noexec), read back and hashed again against the manifest, loaded from there, and the folder
+is deleted once the model is in memory. A file whose digest does not match is never dlopened.
 
 Loads SageMaker Neo output and the folders `python -m modelprep neo` writes, with `dlr==1.6.0` (the last
 wheel bundling libdlr.so, a TVM 0.8 graph-executor runtime). Always the libdlr.so of the installed wheel,
@@ -18,6 +24,7 @@ sys.path and nothing here imports `test`, so it is harmless to the agent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,12 +34,17 @@ import threading
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from agent_client.errors import BackendError, BackendUnavailableError
+from agent_client.errors import BackendError, BackendUnavailableError, ManifestError, RequestCancelledError
 from agent_client.tensors import TensorInfo
+
+from . import Cancellation, RuntimeSettings
+
+if TYPE_CHECKING:
+    from ..package import VerifiedPackage
 
 logger = logging.getLogger(__name__)
 
@@ -97,27 +109,47 @@ def graph_shapes(graph_json: dict[str, Any]) -> tuple[dict[str, tuple[int, ...]]
     return inputs, outputs
 
 
-def _load_alone(dlr: Any, folder: Path) -> Any:
-    """DLRModel over the Neo files alone: DLR refuses a folder holding a second *.json (our manifest.json),
-    so it loads from a private folder of symlinks, deleted once the model is in memory."""
+def write_private_copy(package: VerifiedPackage, folder: Path) -> None:
+    """Writes the Neo files of package into folder (private, new files 0600), then reads each back and
+    checks it against the manifest digest: ManifestError if any differs."""
+    digests = dict(package.manifest.files)
+    for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
+        if name not in package.contents:
+            if name in OPTIONAL_FILES:
+                continue
+            package.content(name)  # ManifestError naming the missing file
+        fd = os.open(
+            folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        with os.fdopen(fd, "wb") as file:
+            file.write(package.contents[name])
+        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+            raise ManifestError(
+                f"the private copy of {package.folder / name} does not match its manifest digest; it was "
+                f"not loaded (is {folder} being tampered with?)"
+            )
+
+
+def _load_private_copy(dlr: Any, package: VerifiedPackage) -> Any:
+    """DLRModel over a verified private copy of the Neo files alone (DLR also refuses a folder holding a
+    second *.json such as our manifest.json), deleted once the model is in memory."""
     with tempfile.TemporaryDirectory(prefix="edgeclassifier-dlr-") as tmp:
-        for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
-            if (folder / name).is_file():
-                os.symlink((folder / name).resolve(), Path(tmp) / name)
+        write_private_copy(package, Path(tmp))
         return dlr.DLRModel(tmp, "cpu", 0, use_default_dlr=True)
 
 
 class DlrSession:
-    def __init__(self, folder: Path, threads: int) -> None:
-        os.environ["TVM_NUM_THREADS"] = str(threads)
+    def __init__(self, package: VerifiedPackage, settings: RuntimeSettings) -> None:
+        folder = package.folder
+        os.environ["TVM_NUM_THREADS"] = str(settings.threads)
+        try:
+            graph = json.loads(package.content("compiled_model.json"))
+        except ValueError as exc:
+            raise BackendError(f"cannot read {folder / 'compiled_model.json'} as JSON: {exc}") from exc
+        input_shapes, output_shapes = graph_shapes(graph)
         dlr = import_dlr()
         try:
-            graph = json.loads((folder / "compiled_model.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise BackendError(f"cannot read {folder / 'compiled_model.json'}: {exc}") from exc
-        input_shapes, output_shapes = graph_shapes(graph)
-        try:
-            model = _load_alone(dlr, folder)
+            model = _load_private_copy(dlr, package)
             input_names = list(model.get_input_names())
             input_dtypes = list(model.get_input_dtypes())
             output_dtypes = list(model.get_output_dtypes())
@@ -125,6 +157,8 @@ class DlrSession:
                 output_names = list(model.get_output_names())
             except Exception:  # DLR raises plain errors when compiled.meta names no outputs
                 output_names = [f"output{i}" for i in range(len(output_shapes))]
+        except ManifestError:
+            raise
         except Exception as exc:  # DLR raises plain Exception/ValueError for everything
             if type(exc).__name__ == "DLRLibraryNotFound":
                 raise BackendUnavailableError(
@@ -135,7 +169,8 @@ class DlrSession:
             raise BackendError(
                 f"DLR could not load {folder}: {str(exc) or type(exc).__name__}; the folder must be "
                 f"compiled for this CPU "
-                f"({os.uname().machine}) by a TVM whose graph executor DLR 1.6 reads"
+                f"({os.uname().machine}) by a TVM whose graph executor DLR 1.6 reads, and TMPDIR "
+                f"({tempfile.gettempdir()}) must not be mounted noexec"
             ) from exc
         weights = set(model._impl.weight_names) if hasattr(model, "_impl") else set()
         self.inputs = tuple(
@@ -150,8 +185,12 @@ class DlrSession:
         self._model: Any = model
         self._lock = threading.Lock()  # one graph executor: set_input/run/get_output must not interleave
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
-        with self._lock:
+    def run(
+        self, inputs: Mapping[str, np.ndarray], cancel: Cancellation | None = None
+    ) -> Sequence[np.ndarray]:
+        with self._lock:  # DLR cannot stop a run: a caller gone while this waited for the lock is skipped
+            if cancel is not None and cancel.cancelled:
+                raise RequestCancelledError("the caller went away before DLR could run the request")
             model = self._model
             if model is None:
                 raise BackendError("the model was unloaded while a request was running; load it again")
@@ -169,12 +208,9 @@ class DlrSession:
 class DlrBackend:
     name = "dlr"
 
-    def detect(self, folder: Path) -> bool:
-        return all((folder / name).is_file() for name in REQUIRED_FILES)
-
-    def load(self, folder: Path, threads: int) -> DlrSession:
-        logger.info("loading %s with DLR (%d threads)", folder, threads)
-        return DlrSession(folder, threads)
+    def load(self, package: VerifiedPackage, settings: RuntimeSettings) -> DlrSession:
+        logger.info("loading %s with DLR (%d threads)", package.folder, settings.threads)
+        return DlrSession(package, settings)
 
 
 BACKEND = DlrBackend()

@@ -18,7 +18,6 @@ from agent_client import AgentClient, CaptureStatus, ClientOptions, agent_pb2_gr
 from agent_client import agent_pb2 as pb
 from agent_client.client import socket_target
 from agent_client.errors import (
-    AgentError,
     AgentUnavailableError,
     InvalidRequestError,
     ModelAlreadyLoadedError,
@@ -45,8 +44,10 @@ def test_load_describe_list_predict_unload_round_trip(client: AgentClient, model
         client.predict("tiny", {"x": np.zeros((1, 4), np.float32)})
 
 
-def test_relative_url_resolves_under_the_models_root(client: AgentClient) -> None:
-    assert client.load_model("tiny", "rel").url == "tiny"
+def test_relative_url_resolves_under_the_models_root_and_is_reported_resolved(
+    client: AgentClient, models_root: Path
+) -> None:
+    assert client.load_model("tiny", "rel").url == str((models_root / "tiny").resolve())
 
 
 def test_dynamic_batch_takes_any_batch_size(client: AgentClient, models_root: Path) -> None:
@@ -56,10 +57,26 @@ def test_dynamic_batch_takes_any_batch_size(client: AgentClient, models_root: Pa
     assert y.shape == (3, 4)
 
 
-def test_loading_a_taken_name_is_already_exists(client: AgentClient, models_root: Path) -> None:
+def test_loading_a_name_again_from_the_same_resolved_folder_returns_the_loaded_model(
+    client: AgentClient, models_root: Path
+) -> None:
+    first = client.load_model(models_root / "tiny", "tiny")
+    (models_root / "alias").symlink_to(models_root / "tiny")  # another spelling of the same folder
+    for url in (models_root / "tiny", "tiny", models_root / "alias", "sub/../tiny"):
+        assert client.load_model(url, "tiny") == first
+    assert [m.name for m in client.list_models()] == ["tiny"]
+
+
+def test_loading_a_taken_name_from_another_folder_names_both_folders(
+    client: AgentClient, models_root: Path
+) -> None:
     client.load_model(models_root / "tiny", "tiny")
-    with pytest.raises(ModelAlreadyLoadedError, match="UnLoadModel"):
-        client.load_model(models_root / "tiny", "tiny")
+    with pytest.raises(ModelAlreadyLoadedError) as err:
+        client.load_model(models_root / "tiny-dynamic", "tiny")
+    message = str(err.value)
+    assert str((models_root / "tiny").resolve()) in message
+    assert str((models_root / "tiny-dynamic").resolve()) in message
+    assert "UnLoadModel 'tiny' first or pick another name" in message
 
 
 @pytest.mark.parametrize("name", ["", "-lead", "trail-", "has space", "under_score", "dot.ted"])
@@ -88,7 +105,7 @@ def test_missing_folder_and_unrecognised_folder_say_what_is_wrong(
     with pytest.raises(InvalidRequestError, match="does not exist"):
         client.load_model("nope", "m")
     (models_root / "empty").mkdir()
-    with pytest.raises(AgentError, match="no backend recognises"):
+    with pytest.raises(InvalidRequestError, match=r"has no manifest.json.*python -m modelprep manifest"):
         client.load_model("empty", "m")
 
 
@@ -153,16 +170,20 @@ def test_tensor_without_metadata_uses_the_models_input(
     np.testing.assert_array_equal(np.frombuffer(out.byte_data, np.float32), [1, 3, 5, 7])
 
 
-def test_shared_memory_tensors_are_refused_clearly(
+def test_a_tensor_without_data_is_refused_as_such(
     agent: AgentServer, client: AgentClient, models_root: Path
 ) -> None:
+    """Before: "this agent takes tensors as byte_data; shared_memory_handle is not supported"."""
     client.load_model(models_root / "tiny", "tiny")
     channel, stub = _raw_stub(agent)
-    tensor = pb.Tensor(shared_memory_handle=pb.SharedMemoryHandle(size=16, offset=0, segment_id=1))
+    meta = pb.TensorMetadata(name=b"x", data_type=pb.FLOAT32, shape=[1, 4])
     with channel, pytest.raises(grpc.RpcError) as err:
-        stub.Predict(pb.PredictRequest(name="tiny", tensors=[tensor]), timeout=5)
+        stub.Predict(pb.PredictRequest(name="tiny", tensors=[pb.Tensor(tensor_metadata=meta)]), timeout=5)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert "byte_data" in err.value.details()
+    assert err.value.details() == (
+        "input 'x' carries no data: set byte_data (the raw C-order bytes) or shared_memory_handle "
+        "(a System V segment)"
+    )
 
 
 def test_oversized_message_is_refused_with_a_hint(client: AgentClient, models_root: Path) -> None:

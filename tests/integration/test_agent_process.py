@@ -93,3 +93,62 @@ def test_closing_the_client_while_a_request_is_stuck_in_a_frozen_agent_returns(s
             assert time.monotonic() - started < 2.0
         finally:
             agent.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the following arguments are required: --models-root"),
+        (["--models-root", "{models}", "--load", "tiny"], "'tiny' is not NAME=FOLDER"),
+        (["--models-root", "{models}", "--threads", "0"], "0 is less than 1"),
+        (["--models-root", "{models}", "--workers", "many"], "'many' is not a whole number"),
+        (["--models-root", "{models}", "--socket-group", "no-such-group"], "no group named 'no-such-group'"),
+        (["--models-root", "{models}", "--max-inflight-mb", "8"], "must be at least --max-message-mb (32)"),
+        (["--models-root", "{models}", "--load", "m=missing"], "does not exist or is not a folder"),
+        (["--models-root", "{models}", "--load", "bad_name=tiny"], "model name 'bad_name' is invalid"),
+        (["--models-root", "{models}", "--socket", "/etc/hostname/agent.sock"], "refusing to serve in"),
+        (["--models-root", "{models}", "--socket", "/tmp/" + "s" * 110], "longer than 107 bytes"),
+        (["--models-root", "{models}", "--capture-dir", "/etc/hostname/captures"], "capture folder"),
+    ],
+)
+def test_a_missing_or_wrong_option_is_a_message_and_exit_2_never_a_traceback(
+    socket_path: Path, models_root: Path, args: list[str], message: str
+) -> None:
+    argv = [a.replace("{models}", str(models_root)) for a in args]
+    if "--socket" not in argv:
+        argv += ["--socket", str(socket_path)]
+    done = run_module("agent", *argv)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert message in done.stderr
+
+
+def test_help_describes_the_hardening_options() -> None:
+    done = run_module("agent", "--help")
+    assert done.returncode == 0
+    for option in ("--socket-group", "--trusted-uid", "--spin", "--max-concurrent-rpcs", "--max-inflight-mb"):
+        assert option in done.stdout
+    assert "manifest.json listing every file's sha256" in done.stdout
+
+
+def test_a_frozen_agent_gives_a_timeout_for_a_small_request_on_the_blocking_path(
+    socket_path: Path, models_root: Path
+) -> None:
+    """Small requests skip `.future()`; gRPC's own deadline still holds for them (they fit the socket
+    buffer)."""
+    x = {"x": np.zeros((1, 4), np.float32)}
+    with (
+        agent_process(socket_path, models_root, "--load", "tiny=tiny") as agent,
+        AgentClient(socket_path, ClientOptions(timeout=1.0)) as client,
+    ):
+        client.predict("tiny", x)
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(AgentTimeoutError, match="reachable but slow"):
+                client.predict("tiny", x)
+            assert time.monotonic() - started < 3.0
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        (y,) = client.predict("tiny", x)
+    assert y.shape == (1, 4)

@@ -14,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.backends import RuntimeSettings
+from agent.package import VerifiedPackage, read_package
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
+from agent_client.sockets import default_trusted_uids
 from component.classify import RemoteModel
 from component.preprocess import Preprocessor, decode_image
 from modelpkg.manifest import load_labels, load_manifest, verify_sha256
@@ -28,6 +31,10 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(platform.machine() != "x86_64", reason="the committed compiled.so is for x86_64"),
 ]
+
+
+def _verified(folder: Path) -> VerifiedPackage:
+    return read_package(folder, folder, default_trusted_uids())
 
 
 def _inputs() -> dict[str, np.ndarray]:
@@ -48,9 +55,9 @@ def fp32_logits() -> dict[str, np.ndarray]:
 def test_dlr_agrees_with_onnxruntime_fp32_on_every_sample_image(fp32_logits: dict[str, np.ndarray]) -> None:
     from agent import backends
 
-    backend = backends.detect(NEO_DIR)
+    backend = backends.for_format(load_manifest(NEO_DIR).format)
     assert backend.name == "dlr"
-    session = backend.load(NEO_DIR, 2)
+    session = backend.load(_verified(NEO_DIR), RuntimeSettings(threads=2))
     try:
         assert [(t.name, t.shape) for t in session.inputs] == [("input", (1, 3, 224, 224))]
         assert [(t.name, t.shape) for t in session.outputs] == [("logits", (1, 1000))]
@@ -122,10 +129,13 @@ def test_the_component_classifies_the_samples_with_the_neo_folder(socket_path: P
 def test_loading_twice_through_dlr_attempts_no_network_connection(tmp_path: Path) -> None:
     script = (
         "from pathlib import Path\n"
-        "from agent.backends import dlr_backend\n"
+        "from agent.backends import RuntimeSettings, dlr_backend\n"
+        "from agent.package import read_package\n"
+        "from agent_client.sockets import default_trusted_uids\n"
         f"folder = Path({str(NEO_DIR)!r})\n"
         "for _ in range(2):\n"
-        "    dlr_backend.BACKEND.load(folder, 1).close()\n"
+        "    package = read_package(folder, folder, default_trusted_uids())\n"
+        "    dlr_backend.BACKEND.load(package, RuntimeSettings(threads=1)).close()\n"
         "import sys\n"
         "assert sys.modules['dlr.counter'].call_phone_home is dlr_backend._no_phone_home\n"
         "assert 'dlr.counter.phone_home' not in sys.modules\n"
@@ -150,4 +160,5 @@ def test_a_folder_compiled_for_another_cpu_fails_with_a_backend_error() -> None:
     from agent_client.errors import BackendError
 
     with pytest.raises(BackendError, match=r"must be compiled for this CPU \(x86_64\)"):
-        dlr_backend.BACKEND.load(NEO_DIR.parent / "efficientnet-lite0-neo-aarch64", 1)
+        package = _verified(NEO_DIR.parent / "efficientnet-lite0-neo-aarch64")
+        dlr_backend.BACKEND.load(package, RuntimeSettings(threads=1))

@@ -1,7 +1,8 @@
-"""The DLR backend without DLR's runtime: folder detection, registry order, graph shapes, the counter stub."""
+"""The DLR backend without DLR's runtime: backend choice, the private copy, graph shapes, the counter stub."""
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 
@@ -9,38 +10,51 @@ import pytest
 
 from agent import backends
 from agent.backends import dlr_backend
-from agent_client.errors import BackendError, BackendUnavailableError
+from agent.package import VerifiedPackage, read_package
+from agent_client.errors import BackendError, BackendUnavailableError, ManifestError
+from agent_client.sockets import default_trusted_uids
+
+from ..helpers import write_package_manifest
 
 NEO_FILES = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.meta")
 
 
-def neo_folder(folder: Path, *names: str) -> Path:
+def neo_package(folder: Path, *names: str) -> VerifiedPackage:
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        (folder / name).write_bytes(b"x")
-    return folder
+        (folder / name).write_bytes(f"bytes of {name}".encode())
+    write_package_manifest(folder, "neo", "neo", "compiled.so")
+    return read_package(folder, folder, default_trusted_uids())
 
 
-def test_a_neo_folder_is_detected_as_dlr_even_beside_a_manifest(tmp_path: Path) -> None:
-    folder = neo_folder(tmp_path / "neo", *NEO_FILES, "manifest.json", "labels.txt")
-    assert backends.detect(folder).name == "dlr"
-
-
-def test_a_neo_folder_without_params_is_not_dlr(tmp_path: Path) -> None:
-    folder = neo_folder(tmp_path / "neo", "compiled.so", "compiled_model.json")
-    assert not dlr_backend.BACKEND.detect(folder)
-    with pytest.raises(BackendError, match="Neo-compiled folder"):
-        backends.detect(folder)
-
-
-def test_an_onnx_folder_is_still_onnxruntime(tmp_path: Path) -> None:
-    folder = neo_folder(tmp_path / "onnx", "model.onnx", "manifest.json")
-    assert backends.detect(folder).name == "onnxruntime"
+def test_the_manifest_format_picks_the_backend() -> None:
+    assert backends.for_format("neo").name == "dlr"
+    assert backends.for_format("onnx").name == "onnxruntime"
+    with pytest.raises(BackendError, match=r"formats: neo \(dlr\), onnx \(onnxruntime\)"):
+        backends.for_format("tflite")
 
 
 def test_dlr_is_registered_with_its_extra() -> None:
     assert "dlr" in backends.names()
     assert backends.get("dlr").name == "dlr"
+
+
+def test_the_private_copy_holds_the_neo_files_alone_owner_only(tmp_path: Path) -> None:
+    package = neo_package(tmp_path / "neo", *NEO_FILES)
+    copy = tmp_path / "copy"
+    copy.mkdir(mode=0o700)
+    dlr_backend.write_private_copy(package, copy)
+    assert sorted(p.name for p in copy.iterdir()) == sorted(NEO_FILES)  # no manifest.json, no labels.txt
+    assert {stat.S_IMODE(p.stat().st_mode) for p in copy.iterdir()} == {0o600}
+    assert (copy / "compiled.so").read_bytes() == b"bytes of compiled.so"
+
+
+def test_a_neo_package_without_params_names_the_missing_file(tmp_path: Path) -> None:
+    package = neo_package(tmp_path / "neo", "compiled.so", "compiled_model.json")
+    copy = tmp_path / "copy"
+    copy.mkdir(mode=0o700)
+    with pytest.raises(ManifestError, match=r"does not list compiled\.params"):
+        dlr_backend.write_private_copy(package, copy)
 
 
 def test_graph_shapes_reads_inputs_and_outputs_of_a_graph_executor_json() -> None:

@@ -1,0 +1,238 @@
+"""Native code and models from the models roots (issues 9 and 11): every LoadModel verifies the package
+against its manifest before any runtime sees it; folders and files that leave the roots or that others can
+write are refused; several roots; a name still loading answers as such. A real agent over a unix socket."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from agent.server import AgentOptions, AgentServer
+from agent_client import AgentClient, ClientOptions
+from agent_client.errors import (
+    AgentTimeoutError,
+    ConfigError,
+    InvalidRequestError,
+    ModelLoadingError,
+    ModelNotFoundError,
+)
+
+from ..agent_fixtures import build_constructor_library, other_uid, write_slow_load_model
+from ..helpers import ROOT, agent_process, write_package_manifest, write_tiny_model
+
+pytestmark = pytest.mark.integration
+
+NEO_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0-neo-x86_64"
+X = {"x": np.arange(4, dtype=np.float32).reshape(1, 4)}
+
+
+def _replace_model(folder: Path, scale: float) -> None:
+    """Rewrites model.onnx as y = scale * x + 1: same names and shapes, another digest."""
+    model = onnx.load(str(folder / "model.onnx"))
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.array([scale], np.float32), "two"))
+    onnx.save(model, str(folder / "model.onnx"))
+
+
+def test_a_model_file_replaced_on_disk_is_refused_at_the_next_load(
+    client: AgentClient, models_root: Path
+) -> None:
+    """Before: the replaced file was served after a restart, under the manifest's old sha256."""
+    client.load_model("tiny", "tiny")
+    _replace_model(models_root / "tiny", 3.0)
+    with pytest.raises(InvalidRequestError, match=r"model.onnx has SHA-256 [0-9a-f]{64}, the manifest says"):
+        client.load_model("tiny", "tiny")  # even when the name is loaded from that folder already
+    (y,) = client.predict("tiny", X)  # the verified model in memory is still the one served
+    np.testing.assert_array_equal(y, 2 * X["x"] + 1)
+    client.unload_model("tiny")
+    with pytest.raises(InvalidRequestError, match="fails its manifest"):
+        client.load_model("tiny", "tiny")
+    with pytest.raises(ModelNotFoundError):
+        client.predict("tiny", X)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (
+            lambda f: (f / "extra.py").write_text("import os"),
+            "extra.py is not listed in the manifest's files",
+        ),
+        (lambda f: (f / "model.onnx").chmod(0o664), r"model.onnx is writable by other users"),
+        (lambda f: (f / "labels.txt").unlink(), "labels.txt is listed but missing"),
+        (lambda f: os.chown(f / "model.onnx", other_uid(), -1), r"model.onnx belongs to uid \d+ \(nobody\)"),
+        (lambda f: os.chown(f / "manifest.json", other_uid(), -1), r"manifest.json belongs to uid \d+"),
+        (lambda f: f.chmod(0o777), r"tiny is writable by other users .*chmod go-w"),
+        (lambda f: os.chown(f, other_uid(), -1), r"tiny belongs to uid \d+ \(nobody\)"),
+    ],
+)
+def test_a_package_anyone_else_could_have_changed_is_refused(
+    client: AgentClient, models_root: Path, tamper: object, problem: str
+) -> None:
+    assert callable(tamper)
+    tamper(models_root / "tiny")
+    with pytest.raises(InvalidRequestError, match=problem):
+        client.load_model("tiny", "tiny")
+
+
+def test_a_model_file_that_is_a_symlink_out_of_the_root_is_refused(
+    client: AgentClient, models_root: Path, tmp_path: Path
+) -> None:
+    outside = write_tiny_model(tmp_path / "outside")
+    (models_root / "tiny" / "model.onnx").unlink()
+    (models_root / "tiny" / "model.onnx").symlink_to(outside / "model.onnx")  # same bytes, same digest
+    with pytest.raises(InvalidRequestError, match=r"model\.onnx is a symbolic link"):
+        client.load_model("tiny", "tiny")
+
+
+def test_a_folder_without_a_manifest_says_how_to_write_one(client: AgentClient, models_root: Path) -> None:
+    (models_root / "tiny" / "manifest.json").unlink()
+    with pytest.raises(InvalidRequestError) as err:
+        client.load_model("tiny", "tiny")
+    assert f"python -m modelprep manifest {(models_root / 'tiny').resolve()}" in str(err.value)
+
+
+def _neo_package(folder: Path, compiled_so: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("compiled_model.json", "compiled.params", "compiled.meta"):
+        shutil.copy(NEO_DIR / name, folder / name)
+    shutil.copy(compiled_so, folder / "compiled.so")
+    write_package_manifest(folder, "neo", "neo", "compiled.so")
+    return folder
+
+
+def test_a_compiled_so_that_does_not_match_its_digest_is_never_dlopened(
+    client: AgentClient, models_root: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    planted = build_constructor_library(tmp_path / "planted.so", marker)
+    benign = build_constructor_library(tmp_path / "benign.so", tmp_path / "benign-ran")
+    folder = _neo_package(models_root / "neo", benign)
+    shutil.copy(planted, folder / "compiled.so")  # swapped after the manifest was written
+    with pytest.raises(InvalidRequestError, match=r"compiled.so has SHA-256 [0-9a-f]{64}, the manifest says"):
+        client.load_model("neo", "neo")
+    assert not marker.exists()
+    assert not (tmp_path / "benign-ran").exists()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="dlr==1.6.0 bundles libdlr.so for x86_64 only")
+def test_the_constructor_marker_does_show_a_dlopen(
+    client: AgentClient, models_root: Path, tmp_path: Path
+) -> None:
+    """The control for the test above: with a matching digest DLR dlopens the library and its constructor
+    writes the marker (then DLR fails: it is no TVM module)."""
+    marker = tmp_path / "constructor-ran"
+    _neo_package(models_root / "neo", build_constructor_library(tmp_path / "planted.so", marker))
+    with pytest.raises(Exception, match="DLR could not load"):
+        client.load_model("neo", "neo")
+    assert marker.read_text() == "constructor ran\n"
+
+
+@pytest.fixture
+def two_roots(tmp_path: Path) -> tuple[Path, Path]:
+    first, second = tmp_path / "artifacts-unarchived", tmp_path / "work"
+    write_tiny_model(first / "a")
+    write_tiny_model(second / "b", batch="N")
+    return first, second
+
+
+def test_urls_may_resolve_inside_any_of_several_models_roots(
+    two_roots: tuple[Path, Path], socket_path: Path
+) -> None:
+    first, second = two_roots
+    server = AgentServer(AgentOptions(socket=socket_path, models_root=(first, second)))
+    server.start()
+    try:
+        with AgentClient(socket_path, ClientOptions(timeout=5)) as client:
+            assert client.load_model(first / "a", "a").url == str((first / "a").resolve())
+            assert client.load_model("b", "b").url == str(
+                (second / "b").resolve()
+            )  # relative: tried in order
+            with pytest.raises(InvalidRequestError, match="outside the models roots"):
+                client.load_model(first.parent, "c")
+    finally:
+        server.stop(grace=1.0)
+
+
+def test_models_root_may_be_given_more_than_once_on_the_command_line(
+    two_roots: tuple[Path, Path], socket_path: Path
+) -> None:
+    first, second = two_roots
+    with (
+        agent_process(socket_path, first, "--models-root", str(second), "--load", f"b={second / 'b'}"),
+        AgentClient(socket_path, ClientOptions(timeout=5)) as client,
+    ):
+        assert [m.url for m in client.list_models()] == [str((second / "b").resolve())]
+        assert client.load_model("a", "a").name == "a"
+
+
+def test_a_models_root_others_may_write_is_refused_at_start(tmp_path: Path, socket_path: Path) -> None:
+    root = tmp_path / "models"
+    write_tiny_model(root / "tiny")
+    root.chmod(0o777)
+    with pytest.raises(ConfigError, match=r"models root .* is writable by other users"):
+        AgentOptions(socket=socket_path, models_root=root)
+
+
+@pytest.fixture
+def slow_load_agent(tmp_path: Path, socket_path: Path) -> Iterator[AgentServer]:
+    write_slow_load_model(tmp_path / "models" / "slow")
+    server = AgentServer(AgentOptions(socket=socket_path, models_root=tmp_path / "models"))
+    server.start()
+    yield server
+    server.stop(grace=1.0)
+
+
+def test_a_name_still_loading_answers_still_loading_to_every_call(slow_load_agent: AgentServer) -> None:
+    """Before: ALREADY_EXISTS to a second LoadModel, then NOT_FOUND to DescribeModel (the component
+    exited)."""
+    socket = slow_load_agent.options.socket
+    with (
+        AgentClient(socket, ClientOptions(timeout=5)) as first,
+        AgentClient(socket, ClientOptions(timeout=5)) as other,
+    ):
+        loaded: list[object] = []
+        loader = threading.Thread(target=lambda: loaded.append(first.load_model("slow", "slow")))
+        loader.start()
+        seen: list[str] = []
+        while loader.is_alive() and not seen:
+            try:
+                other.describe_model("slow")
+            except ModelLoadingError as exc:
+                seen.append(str(exc))
+            except ModelNotFoundError:
+                time.sleep(0.005)  # the load has not got past verification yet
+        assert seen and "is still loading from" in seen[0] and "retry in a moment" in seen[0]
+        for call in (
+            lambda: other.load_model("slow", "slow"),
+            lambda: other.predict("slow", X),
+            lambda: other.unload_model("slow"),
+        ):
+            with pytest.raises(ModelLoadingError):
+                call()
+        loader.join(120)
+        assert loaded and other.load_model("slow", "slow") == loaded[0]
+    assert isinstance(ModelLoadingError("x"), AgentTimeoutError)  # the component's retry-later policy
+
+
+def test_loadmodel_has_its_own_longer_deadline(slow_load_agent: AgentServer) -> None:
+    socket = slow_load_agent.options.socket
+    too_slow = pytest.raises(AgentTimeoutError, match=r"ClientOptions\.load_timeout")
+    with AgentClient(socket, ClientOptions(timeout=5, load_timeout=0.05)) as hasty, too_slow:
+        hasty.load_model("slow", "slow")
+    with AgentClient(socket, ClientOptions(timeout=0.05, load_timeout=60)) as patient:
+        while True:  # the abandoned load may still be running: that is "still loading", never NOT_FOUND
+            try:
+                assert patient.load_model("slow", "slow").name == "slow"
+                break
+            except ModelLoadingError:
+                pass
