@@ -33,10 +33,10 @@ from agent_client.errors import (
     AgentTimeoutError,
     AgentUnavailableError,
     AgentUntrustedError,
-    ModelLoadingError,
     EdgeError,
     FrameError,
     FrameTimeoutError,
+    ModelLoadingError,
     ModelOutputError,
 )
 
