@@ -7,6 +7,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,3 +166,170 @@ def test_cli_deploy_fails_clearly_on_a_public_dependency(tmp_path: Path) -> None
     result = gglocal("deploy", "--recipe-dir", str(recipes), "--root", str(tmp_path / "root"))
     assert result.returncode == 2
     assert "aws.greengrass.Nucleus" in result.stderr and "cannot be run locally" in result.stderr
+
+
+VALIDATOR_SCRIPT = r"""
+import threading
+from awsiot.greengrasscoreipc import model
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+client = GreengrassCoreIPCClientV2()
+
+
+def on_event(events):
+    event = events.validate_configuration_update_event
+    top_k = event.configuration.get("TopK")
+    ok = top_k.isdigit() and 1 <= int(top_k) <= 10
+    report = model.ConfigurationValidityReport(
+        status="ACCEPTED" if ok else "REJECTED",
+        deployment_id=event.deployment_id,
+        message="" if ok else f"TopK must be 1 to 10, got {top_k!r}",
+    )
+    client.send_configuration_validity_report_async(configuration_validity_report=report)
+
+
+try:
+    client.subscribe_to_validate_configuration_updates(on_stream_event=on_event)
+except model.ServiceError:  # nucleus lite offers no validation
+    print("this core does not validate configuration", flush=True)
+open("ready", "w").close()
+threading.Event().wait()
+"""
+
+
+def write_validator_build(build: Path) -> None:
+    (build / "recipes").mkdir(parents=True)
+    artifacts = build / "artifacts" / "com.example.Validator" / "1.0.0"
+    artifacts.mkdir(parents=True)
+    (artifacts / "validator.py").write_text(VALIDATOR_SCRIPT)
+    recipe = {
+        "RecipeFormatVersion": "2020-01-25",
+        "ComponentName": "com.example.Validator",
+        "ComponentVersion": "1.0.0",
+        "ComponentConfiguration": {"DefaultConfiguration": {"TopK": "5"}},
+        "Manifests": [
+            {
+                "Platform": {"os": "linux", "runtime": "*"},
+                "Artifacts": [{"URI": "s3://b/validator.py"}],
+                "Lifecycle": {"run": f"exec {sys.executable} -u {{artifacts:path}}/validator.py"},
+            }
+        ],
+    }
+    (build / "recipes" / "validator.json").write_text(json.dumps(recipe))
+
+
+def test_cli_config_rejected_by_the_component_fails_with_its_message(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    write_validator_build(build)
+    root = tmp_path / "root"
+    with (tmp_path / "stderr.log").open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gglocal",
+                "deploy",
+                str(build),
+                "--root",
+                str(root),
+                "--nucleus",
+                "classic",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            ready = root / "work" / "com.example.Validator" / "ready"
+            deadline = time.monotonic() + TIMEOUT
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert ready.exists(), (tmp_path / "stderr.log").read_text()
+            rejected = gglocal(
+                "config",
+                "--root",
+                str(root),
+                "--component",
+                "com.example.Validator",
+                "--merge",
+                '{"TopK": "0"}',
+            )
+            assert rejected.returncode == 2
+            assert "TopK must be 1 to 10, got '0'" in rejected.stderr
+            assert "Components reported that their to-be-deployed configuration is invalid" in rejected.stderr
+            full = json.loads(gglocal("status", "--root", str(root), "--json", "--full").stdout)
+            assert full["nucleus"] == "classic" and full["deployments"][-1]["status"] == "FAILED"
+            accepted = gglocal(
+                "config",
+                "--root",
+                str(root),
+                "--component",
+                "com.example.Validator",
+                "--merge",
+                '{"TopK": "7"}',
+            )
+            assert (accepted.returncode, json.loads(accepted.stdout)) == (0, ["/TopK"])
+            assert gglocal("stop", "--root", str(root)).returncode == 0
+            assert process.wait(TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(TIMEOUT)
+
+
+def test_cli_lite_refuses_a_classic_only_build_and_runs_a_portable_one(tmp_path: Path) -> None:
+    classic_only = tmp_path / "classic-only"
+    write_build(classic_only)  # Platform without runtime, Run spelt with a capital
+    refused = gglocal("deploy", str(classic_only), "--root", str(tmp_path / "refused"), "--nucleus", "lite")
+    assert refused.returncode == 2
+    assert "Skipping manifest as it does not include a runtime platform field." in refused.stderr
+    assert "nucleus lite runs none of its manifests" in refused.stderr
+
+    build = tmp_path / "portable"
+    write_validator_build(build)
+    root = tmp_path / "root"
+    with (tmp_path / "stderr.log").open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gglocal",
+                "deploy",
+                str(build),
+                "--root",
+                str(root),
+                "--nucleus",
+                "lite",
+                "--mqtt",
+                "127.0.0.1:9",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            status = gglocal("status", "--root", str(root))
+            ready = root / "work" / "com.example.Validator" / "ready"
+            while not (ready.exists() and "State: RUNNING" in status.stdout) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status = gglocal("status", "--root", str(root))
+            assert "Nucleus: lite" in status.stdout
+            assert "Errors (last hour): 0" in status.stdout and "Restarts: 0" in status.stdout
+            assert "IoT Core: broker 127.0.0.1:9 NOT CONNECTED; outbox 0/" in status.stdout
+            state = json.loads((root / "gglocal.json").read_text())
+            assert Path(state["ipc_socket"]).name == "gg-ipc.socket" and state["nucleus"] == "lite"
+            components = json.loads(gglocal("status", "--root", str(root), "--json").stdout)
+            assert set(components["com.example.Validator"]) == {
+                "version",
+                "state",
+                "errors",
+                "errors_total",
+                "restarts",
+            }
+            log = (root / "logs" / "com.example.Validator.log").read_text()
+            assert "this core does not validate configuration" in log
+            assert gglocal("stop", "--root", str(root)).returncode == 0
+            assert process.wait(TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(TIMEOUT)
