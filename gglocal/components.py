@@ -22,8 +22,9 @@ from gglocal.deployment import PlannedComponent
 from gglocal.environment import component_environment
 from gglocal.nucleus import NucleusProfile
 from gglocal.render import RenderedLifecycle, RenderedStep, render_classic, render_lite
-from gglocal.runner import ComponentRunner, ComponentSpec, ComponentState, RestartPolicy
+from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
 from gglocal.server import IpcServer
+from gglocal.steps import ComponentSpec
 from gglocal.variables import ComponentPaths, VariableContext
 
 logger = logging.getLogger(__name__)

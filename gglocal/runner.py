@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from gglocal.errorlimit import error_limit
-from gglocal.lifecycle import Lifecycle, Step
 from gglocal.nucleus import CLASSIC, NucleusProfile
-from gglocal.process import ComponentLog, ScriptProcess
-from gglocal.render import RenderedStep
+from gglocal.process import ComponentLog
+from gglocal.steps import ComponentSpec, StepRunner
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +61,6 @@ class RestartPolicy:
 
     def delay(self, errors: int) -> float:
         return float(min(self.base_delay_s * 2 ** max(errors - 1, 0), self.max_delay_s))
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    """Everything a runner needs; ``render`` gives a step (by name) as the core runs it."""
-
-    name: str
-    version: str
-    lifecycle: Lifecycle
-    work_dir: Path
-    log_path: Path
-    env: Mapping[str, str]
-    render: Callable[[str], RenderedStep]
 
 
 @dataclass(frozen=True)
@@ -124,8 +107,7 @@ class ComponentRunner:
         self._wake = threading.Event()
         self._request: str | None = None  # "errored", "restart" or "reinstall"
         self._installed = installed  # already installed: start at Run (a restart of a FINISHED component)
-        self._proc_lock = threading.Lock()
-        self._proc: ScriptProcess | None = None
+        self._steps = StepRunner(spec, self._log, lambda: str(self.state), policy.grace_s, self._stopping)
         self._thread = threading.Thread(target=self._main, name=f"gglocal-{spec.name}", daemon=True)
 
     @property
@@ -208,9 +190,7 @@ class ComponentRunner:
 
     def stop(self) -> None:
         """Run Shutdown (where the core runs it), stop the script's process group, wait for the thread."""
-        with self._proc_lock:
-            self._stopping.set()
-            proc = self._proc
+        proc = self._steps.stop()
         self._wake.set()
         if self.state in (ComponentState.STARTING, ComponentState.RUNNING):
             self._set_state(ComponentState.STOPPING)
@@ -225,68 +205,7 @@ class ComponentRunner:
     def _shutdown(self) -> None:
         shutdown = self.spec.lifecycle.step("Shutdown")
         if shutdown is not None and self.nucleus.runs_shutdown:
-            self._run_to_end("Shutdown", shutdown, force=True)
-
-    # -- running scripts -------------------------------------------------------------------------
-    def _skip(self, skipif: str | None, env: Mapping[str, str]) -> bool:
-        if not skipif:
-            return False
-        kind, _, arg = skipif.strip().partition(" ")
-        arg = arg.strip()
-        if kind.lower() == "onpath":
-            return shutil.which(arg, path=env.get("PATH")) is not None
-        if kind.lower() == "exists":
-            return os.path.exists(arg)
-        logger.warning("%s: unknown Skipif %r; running the step", self.name, skipif)
-        return False
-
-    def _spawn(self, name: str, *, force: bool = False) -> ScriptProcess | None:
-        rendered = self.spec.render(name)
-        env = {**self.spec.env, **rendered.setenv}
-        if self._skip(rendered.skipif, env):
-            logger.info("%s: %s skipped (Skipif %s)", self.name, name, rendered.skipif)
-            return None
-        with self._proc_lock:
-            if self._stopping.is_set() and not force:
-                return None
-            self.spec.work_dir.mkdir(parents=True, exist_ok=True)
-            proc = ScriptProcess(
-                rendered.script,
-                step=name,
-                cwd=self.spec.work_dir,
-                env=env,
-                log=self._log,
-                state_of=lambda: str(self.state),
-            )
-            if not force:
-                self._proc = proc
-        logger.info("%s: %s started (pid %d)", self.name, name, proc.pid)
-        return proc
-
-    def _run_to_end(self, name: str, step: Step, *, force: bool = False) -> int | None:
-        """Run a step with a timeout; its exit code (0 when skipped), None when stopped or timed out."""
-        proc = self._spawn(name, force=force)
-        if proc is None:
-            return None if self._stopping.is_set() and not force else 0
-        deadline = None if step.timeout is None else time.monotonic() + step.timeout
-        while True:
-            code = proc.poll(POLL_S)
-            if code is not None:
-                logger.info("%s: %s exited with %d", self.name, name, code)
-                return code
-            if deadline is not None and time.monotonic() >= deadline:
-                logger.error("%s: %s timed out after %.0f s", self.name, name, step.timeout)
-                proc.terminate(self.policy.grace_s)
-                return None
-            if self._stopping.is_set() and not force:
-                return None
-
-    def _terminate_current(self) -> None:
-        """Stop what the last script left running in its process group (e.g. a Startup's daemon)."""
-        with self._proc_lock:
-            proc = self._proc
-        if proc is not None:
-            proc.terminate(self.policy.grace_s)
+            self._steps.run_to_end("Shutdown", shutdown, force=True)
 
     # -- main loop -------------------------------------------------------------------------------
     def _wait_for_dependencies(self) -> bool:
@@ -330,7 +249,7 @@ class ComponentRunner:
             if not self._allowed_start("install"):
                 return DONE
             self.install_runs += 1
-            code = self._run_to_end("Install", step)
+            code = self._steps.run_to_end("Install", step)
             if self._stopping.is_set():
                 return DONE
             if code != 0:
@@ -339,7 +258,9 @@ class ComponentRunner:
         return None
 
     def _allowed_start(self, unit: str) -> bool:
-        if self._limit.start(unit, time.monotonic()):
+        with self._cond:
+            allowed = self._limit.start(unit, time.monotonic())
+        if allowed:
             return True
         logger.error("%s: started too often within the window (start limit); BROKEN", self.name)
         self._set_state(ComponentState.BROKEN)
@@ -356,7 +277,7 @@ class ComponentRunner:
             return DONE
         step = lifecycle.steps[name]
         self._set_state(ComponentState.RUNNING if name == "Run" else ComponentState.STARTING)
-        proc = self._spawn(name)
+        proc = self._steps.spawn(name)
         if proc is None:
             if self._stopping.is_set():
                 return DONE
@@ -393,13 +314,13 @@ class ComponentRunner:
     def _handle_request(self) -> _Ended:
         request = self._take_request()
         if request == "errored":
-            self._terminate_current()
+            self._steps.terminate_current()
             return _Ended("failed", "UpdateState ERRORED")
         reinstall = request == "reinstall"
         logger.info("%s: restarting%s", self.name, " (Install first)" if reinstall else "")
         self._set_state(ComponentState.STOPPING)
         self._shutdown()
-        self._terminate_current()
+        self._steps.terminate_current()
         self._set_state(ComponentState.NEW if reinstall else ComponentState.INSTALLED)
         return _Ended("restart", reinstall=reinstall)
 
@@ -412,14 +333,15 @@ class ComponentRunner:
         with self._cond:
             self.errors_total += 1
             self._error_times.append(now)
+            broken = self._limit.error(where, now)
         self._set_state(ComponentState.ERRORED)
-        if self._limit.error(where, now):
+        if broken:
             logger.error("%s: %s failed; %d errors in %s -> BROKEN", self.name, what, self.errors, where)
             self._set_state(ComponentState.BROKEN)
             return True
         recover = self.spec.lifecycle.step("Recover")
         if recover is not None:
-            self._run_to_end("Recover", recover)
+            self._steps.run_to_end("Recover", recover)
         delay = self.policy.delay(self.errors)
         logger.warning("%s: %s failed (error %d); restarting in %.1f s", self.name, what, self.errors, delay)
         self.restarts += 1

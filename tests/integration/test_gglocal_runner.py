@@ -16,7 +16,8 @@ import pytest
 from gglocal import ComponentState, Core, RestartPolicy
 from gglocal.lifecycle import parse_lifecycle
 from gglocal.render import RenderedStep
-from gglocal.runner import ComponentRunner, ComponentSpec
+from gglocal.runner import ComponentRunner
+from gglocal.steps import ComponentSpec
 
 pytestmark = pytest.mark.integration
 
