@@ -150,3 +150,19 @@ def test_classic_fails_the_deployment_when_no_report_comes_in_time(
     validator.operation.close().result(TIMEOUT)
     assert wait_until(lambda: not core.ipc.operations.validation.subscribed(NAME), TIMEOUT)
     assert core.update_config(NAME, {"Topic": "b"}) == ["/Topic"]  # nobody validates any more
+
+
+def test_classic_validates_a_redeployment_s_update_config_before_stopping_anything(
+    core_for: CoreFactory, tmp_path: Path, ipc_client: ClientFactory
+) -> None:
+    core = core_for("classic")
+    runs, _ = started(core, tmp_path, RECIPE)
+    runner = core.runner(NAME)
+    assert core.ipc is not None
+    validator = Validator(ipc_client(core.ipc, runner.spec.env["SVCUID"]), rejecting_low_thresholds)
+    update = {NAME: {"MERGE": {"Threshold": "0.01"}}}
+    with pytest.raises(ConfigurationValidationError, match=r"Threshold 0\.01 is below 0\.1"):
+        core.deploy(recipe_dir=tmp_path / "recipes", update_config=update)
+    assert validator.events[0].configuration["Threshold"] == "0.01"
+    assert core.runner(NAME) is runner and runner.state == ComponentState.RUNNING
+    assert (core.config.get(NAME, ["Threshold"]), lines(runs)) == ("0.5", ["a"])

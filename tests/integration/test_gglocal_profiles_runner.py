@@ -259,3 +259,16 @@ def test_shutdown_runs_only_on_classic(nucleus: str, core_for: CoreFactory, tmp_
     assert core.wait_for_state("com.example.Stop", {ComponentState.RUNNING}, TIMEOUT)
     core.stop_components()
     assert (work(core, "com.example.Stop") / "bye.txt").exists() is (nucleus == "classic")
+
+
+@pytest.mark.parametrize("nucleus", ["lite", "classic"])
+def test_a_starting_component_may_report_running(
+    nucleus: str, core_for: CoreFactory, tmp_path: Path, ipc_client: ClientFactory
+) -> None:
+    core = core_for(nucleus)
+    deploy(core, tmp_path, component("com.example.Slow", {"startup": "sleep 30"}))
+    assert core.wait_for_state("com.example.Slow", {ComponentState.STARTING}, TIMEOUT)
+    assert core.ipc is not None
+    client = ipc_client(core.ipc, core.runner("com.example.Slow").spec.env["SVCUID"])
+    client.update_state_async(state="RUNNING").result(TIMEOUT)
+    assert core.wait_for_state("com.example.Slow", {ComponentState.RUNNING}, TIMEOUT)
