@@ -275,6 +275,10 @@ class ComponentRunner:
             return DONE
         if not self._allowed_start("run"):
             return DONE
+        with self._cond:  # a restart or ERRORED asked for before this start is moot now
+            if self._request in ("errored", "restart"):
+                self._request = None
+                self._wake.clear()
         step = lifecycle.steps[name]
         self._set_state(ComponentState.RUNNING if name == "Run" else ComponentState.STARTING)
         proc = self._steps.spawn(name)
