@@ -239,20 +239,38 @@ class Core:
         else:
             raise DeploymentError("deploy needs a build dir, or a recipe dir (and an artifact dir)")
         self.start()
+        deployment_id = new_deployment_id()
+        try:
+            names = self._deploy(source, parse_update_config(update_config), only, deployment_id)
+        except DeploymentError as exc:
+            self._record(deployment_id, "deploy", "FAILED", str(exc))
+            raise
+        self._record(deployment_id, "deploy", "SUCCEEDED", "")
+        logger.info("local deployment %s started: %s", deployment_id, ", ".join(names))
+        return names
+
+    def _deploy(
+        self,
+        source: BuildSource,
+        updates: Mapping[str, ConfigUpdate],
+        only: Sequence[str] | None,
+        deployment_id: str,
+    ) -> list[str]:
         components, deployer = self._parts()
         recipes = load_recipes(source.recipe_dir, self.nucleus)
         plan = plan_deployment(recipes, only=only, device=self.device, nucleus=self.nucleus)
-        updates = parse_update_config(update_config)
         for name in set(updates) - {p.name for p in plan}:
             logger.warning("--update-config names %s, which is not deployed; ignored", name)
-        deployment_id = new_deployment_id()
         with self._lock:
+            # a running component keeping its version is asked first (Java nucleus); a redeployment starts
+            # from the recipe's defaults, so the proposal is a RESET of everything, then the update
             same_version = {
                 p.name: updates.get(p.name, ConfigUpdate())
                 for p in plan
                 if p.name in components and components.runner(p.name).spec.version == str(p.recipe.version)
             }
-            deployer.validate(deployment_id, {n: self._redeployed(n, u) for n, u in same_version.items()})
+            proposals = {n: ConfigUpdate(u.merge, ("", *u.reset)) for n, u in same_version.items()}
+            deployer.validate(deployment_id, proposals)
             components.stop([p.name for p in plan if p.name in components])
             for planned in plan:
                 archives = self.nucleus.installs_archives
@@ -266,13 +284,7 @@ class Core:
             runners = [components.add(planned) for planned in plan]
             for runner in runners:
                 runner.start()
-        self._record(deployment_id, "deploy", "SUCCEEDED", "")
-        logger.info("local deployment %s started: %s", deployment_id, ", ".join(p.name for p in plan))
         return [p.name for p in plan]
-
-    def _redeployed(self, name: str, update: ConfigUpdate) -> ConfigUpdate:
-        """A redeployment re-registers the defaults: the update that gives the same result from now."""
-        return ConfigUpdate(update.merge, ("", *update.reset))
 
     def update_config(
         self, name: str, merge: Mapping[str, Any] | None = None, reset: Sequence[str] = ()

@@ -166,3 +166,4 @@ def test_classic_validates_a_redeployment_s_update_config_before_stopping_anythi
     assert validator.events[0].configuration["Threshold"] == "0.01"
     assert core.runner(NAME) is runner and runner.state == ComponentState.RUNNING
     assert (core.config.get(NAME, ["Threshold"]), lines(runs)) == ("0.5", ["a"])
+    assert (core.deployments[-1]["kind"], core.deployments[-1]["status"]) == ("deploy", "FAILED")
