@@ -2,13 +2,15 @@
 
 It serves Greengrass IPC to the real awsiotsdk client on a unix socket, authorizes by ``accessControl``,
 keeps component configuration, bridges IoT Core to an MQTT broker (or stdout) through an on-disk outbox,
-and deploys GDK build output: recipes, artifacts, lifecycle scripts. Entry points: :class:`Core`,
-:class:`IpcServer`, and ``python -m gglocal``.
+and deploys GDK build output: recipes, artifacts, lifecycle scripts. It behaves as one real core at a time,
+refusing what that core refuses: nucleus lite or the Java nucleus ("classic"; ``gglocal.nucleus``). Entry
+points: :class:`Core`, :class:`IpcServer`, and ``python -m gglocal``.
 """
 
 from gglocal.core import Core
 from gglocal.errors import (
     ArtifactError,
+    ConfigurationValidationError,
     ControlError,
     DeploymentError,
     FramingError,
@@ -16,12 +18,16 @@ from gglocal.errors import (
     IpcOperationError,
     RecipeError,
 )
+from gglocal.nucleus import CLASSIC, LITE, NucleusProfile
 from gglocal.runner import ComponentState, RestartPolicy
 from gglocal.server import IpcServer
 
 __all__ = [
+    "CLASSIC",
+    "LITE",
     "ArtifactError",
     "ComponentState",
+    "ConfigurationValidationError",
     "ControlError",
     "Core",
     "DeploymentError",
@@ -29,6 +35,7 @@ __all__ = [
     "GgLocalError",
     "IpcOperationError",
     "IpcServer",
+    "NucleusProfile",
     "RecipeError",
     "RestartPolicy",
 ]

@@ -4,6 +4,11 @@ Source layout (greengrass-cli ``--artifactDir``): ``<artifact_dir>/<name>/<versi
 is the last segment of the recipe's artifact URI. Destinations follow the device layout:
 ``<root>/packages/artifacts/<name>/<version>/<file>`` and, for ``Unarchive: ZIP``,
 ``<root>/packages/artifacts-unarchived/<name>/<version>/<zip name without extension>/``.
+
+That is the Java nucleus (``archives=True``). Nucleus lite's local deployments merge the artifact dir into
+``packages/artifacts/`` as it is, checking nothing ("Assuming recipe artifacts are found on-disk."): no
+unarchiving, no digest, no ``Permission``, no complaint about a missing file; ``artifacts-unarchived``
+stays empty (``archives=False``).
 """
 
 from __future__ import annotations
@@ -94,16 +99,30 @@ def safe_extract(archive: Path, destination: Path, mode: int | None = None) -> l
     return extracted
 
 
+def _copy_as_is(recipe: Recipe, artifact_dir: Path | None, target: Path) -> list[Path]:
+    """Nucleus lite: the component's artifact folder copied as it is (modes kept), nothing checked."""
+    source = artifact_dir / recipe.name / str(recipe.version) if artifact_dir else None
+    logger.info("%s: Assuming recipe artifacts are found on-disk. (nucleus lite)", recipe.name)
+    if source is None or not source.is_dir():
+        logger.warning("%s: no artifact folder %s; nucleus lite copies nothing", recipe.name, source)
+        return []
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return sorted(p for p in target.rglob("*") if p.is_file())
+
+
 def install_artifacts(
-    recipe: Recipe, manifest: Manifest, artifact_dir: Path | None, root: Path
+    recipe: Recipe, manifest: Manifest, artifact_dir: Path | None, root: Path, *, archives: bool = True
 ) -> InstalledArtifacts:
-    """Copy, verify and unarchive the manifest's artifacts; raises ArtifactError naming what is wrong."""
+    """Copy, verify and unarchive the manifest's artifacts (``archives``, the Java nucleus), or copy the
+    artifact folder as it is (nucleus lite); raises ArtifactError naming what is wrong."""
     version = str(recipe.version)
     target, unarchived = artifact_dirs(root, recipe.name, version)
     for folder in (target, unarchived):
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
+    if not archives:
+        return InstalledArtifacts(target, unarchived, tuple(_copy_as_is(recipe, artifact_dir, target)))
     files: list[Path] = []
     for artifact in manifest.artifacts:
         if artifact.uri.startswith("docker:"):

@@ -1,8 +1,11 @@
 """Command line: ``python -m gglocal deploy|status|config|stop``.
 
-``deploy`` runs in the foreground until SIGINT/SIGTERM or ``gglocal stop``; published IoT Core messages go
-to stdout as JSON lines when no ``--mqtt`` broker is given; logs go to stderr and
-``<root>/logs/greengrass.log``.
+``deploy`` runs in the foreground until SIGINT/SIGTERM or ``gglocal stop``, as the core ``--nucleus`` names
+(``classic``, the Java nucleus, by default, or ``lite``); published IoT Core messages go to stdout as JSON
+lines when no ``--mqtt`` broker is given; logs go to stderr and ``<root>/logs/greengrass.log``. ``config``
+is a configuration deployment: on the Java nucleus a component may reject it (the message is printed,
+exit 2). ``status`` shows each component's state, errors within the last hour and restarts, and the
+broker connection and outbox depth (``--json``: the components; ``--json --full``: everything).
 Exit codes: 0 ok, 2 deployment/usage error, 3 the running stand-in could not be reached.
 """
 
@@ -17,9 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from gglocal.control import IO_TIMEOUT_S, read_state_file, send_command
 from gglocal.core import Core
 from gglocal.errors import ControlError, GgLocalError
+from gglocal.nucleus import DEFAULT_NUCLEUS, PROFILES
 from gglocal.outbox import DEFAULT_LIMIT
+from gglocal.validation import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument(
         "--root", type=Path, default=Path(DEFAULT_ROOT), help="device root (default .gglocal)"
     )
+    deploy.add_argument(
+        "--nucleus",
+        choices=sorted(PROFILES),
+        default=DEFAULT_NUCLEUS,
+        help="the core to behave as: classic (the Java nucleus, default) or lite (nucleus lite)",
+    )
+    deploy.add_argument(
+        "--validation-timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="classic: how long a configuration deployment waits for validity reports (default 20)",
+    )
     deploy.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker standing in for IoT Core")
     deploy.add_argument(
         "--thing-name", default="gglocal-thing", help="AWS_IOT_THING_NAME and {iot:thingName}"
@@ -60,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="component states of a running stand-in")
     status.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
-    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument("--json", action="store_true", help="print the components as JSON instead of text")
+    status.add_argument(
+        "--full", action="store_true", help="with --json: nucleus, components, iot, deployments"
+    )
 
     config = commands.add_parser("config", help="change a component's configuration at run time")
     config.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
@@ -79,6 +101,8 @@ def _deploy(args: argparse.Namespace) -> int:
         return 2
     core = Core(
         args.root,
+        nucleus=args.nucleus,
+        validation_timeout_s=args.validation_timeout,
         mqtt=args.mqtt,
         thing_name=args.thing_name,
         region=args.region,
@@ -111,33 +135,49 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from gglocal.control import send_command
-
-    components = send_command(args.root, {"cmd": "status"})["components"]
+    status = send_command(args.root, {"cmd": "status"})
     if args.json:
-        print(json.dumps(components, indent=2))
+        print(json.dumps(status if args.full else status["components"], indent=2))
         return 0
-    for name, info in components.items():
-        print(f"Component Name: {name}\n    Version: {info['version']}\n    State: {info['state']}")
+    print(f"Nucleus: {status.get('nucleus', DEFAULT_NUCLEUS)}")
+    for name, info in status["components"].items():
+        print(
+            f"Component Name: {name}\n    Version: {info['version']}\n    State: {info['state']}\n"
+            f"    Errors (last hour): {info.get('errors', 0)}\n    Restarts: {info.get('restarts', 0)}"
+        )
+    iot = status.get("iot") or {}
+    if iot.get("broker"):
+        link = "connected" if iot.get("connected") else "NOT CONNECTED"
+        depth = f"{iot.get('outbox', 0)}/{iot.get('outbox_limit')}"
+        print(f"IoT Core: broker {iot['broker']} {link}; outbox {depth} message(s)")
+    else:
+        print("IoT Core: stdout (no --mqtt broker)")
     return 0
 
 
 def _config(args: argparse.Namespace) -> int:
-    from gglocal.control import send_command
-
     try:
         merge = json.loads(args.merge) if args.merge else {}
     except ValueError as exc:
         logger.error("--merge is not valid JSON: %s", exc)
         return 2
     request = {"cmd": "config", "component": args.component, "merge": merge, "reset": args.reset}
-    print(json.dumps(send_command(args.root, request)["changed"]))
+    try:
+        waits = float(read_state_file(args.root).get("validation_timeout_s", DEFAULT_TIMEOUT_S))
+    except ValueError:
+        waits = DEFAULT_TIMEOUT_S
+    reply = send_command(args.root, request, timeout=waits + IO_TIMEOUT_S)
+    deployment = reply.get("deployment") or {}
+    if deployment.get("status") == "FAILED":
+        logger.error(
+            "configuration deployment %s failed: %s", deployment.get("id"), deployment.get("message")
+        )
+        return 2
+    print(json.dumps(reply["changed"]))
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from gglocal.control import send_command
-
     send_command(args.root, {"cmd": "stop"})
     return 0
 

@@ -2,7 +2,13 @@
 
 Each component has a JSON object: its recipe DefaultConfiguration with deployment RESET/MERGE applied. Every
 change (IPC UpdateConfiguration, ``Core.update_config``, the ``config`` CLI) is diffed and each subscriber
-whose key path overlaps a changed path is called with ``(component, changed_key_path)``.
+whose key path overlaps a changed path is called with ``(component, changed_key_path)``: one call per
+changed key, as both cores send them.
+
+RESET restores the default (the Java nucleus) or, with ``restore_defaults=False``, deletes the key (nucleus
+lite, which also sends no event: ``notify=False``). A MERGE with a ``timestamp`` leaves alone every key
+changed after it (lite's ggconfigd); ``preview`` computes an update's result without applying it (what a
+deployment proposes to validators).
 """
 
 from __future__ import annotations
@@ -58,6 +64,44 @@ def diff_paths(old: Any, new: Any, prefix: KeyPath = ()) -> list[KeyPath]:
                 changed.extend(diff_paths(old[key], new[key], (*prefix, key)))
         return changed
     return [] if old == new else [prefix]
+
+
+def _fresh(
+    update: Mapping[str, Any], prefix: KeyPath, modified: Mapping[KeyPath, float], timestamp: float
+) -> dict[str, Any]:
+    """``update`` without the keys changed after ``timestamp``."""
+    kept: dict[str, Any] = {}
+    for key, value in update.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and value:
+            inner = _fresh(value, path, modified, timestamp)
+            if inner:
+                kept[key] = inner
+        elif modified.get(path, 0.0) <= timestamp:
+            kept[key] = value
+    return kept
+
+
+def _reset(
+    current: dict[str, Any], defaults: Mapping[str, Any], pointers: Sequence[str], restore: bool
+) -> dict[str, Any]:
+    for pointer in pointers:
+        path = pointer_parts(pointer)
+        try:
+            default = copy.deepcopy(lookup(defaults, path)) if restore else _MISSING
+        except KeyError:
+            default = _MISSING
+        current = _set_at(current, path, default) if path or default is not _MISSING else {}
+    return current
+
+
+def _merged(current: dict[str, Any], value: Mapping[str, Any], path: Sequence[str]) -> dict[str, Any]:
+    try:
+        node = lookup(current, path)
+    except KeyError:
+        node = {}
+    merged = deep_merge(node if isinstance(node, Mapping) else {}, value)
+    return _set_at(current, tuple(path), merged)
 
 
 def _set_at(document: dict[str, Any], path: KeyPath, value: Any) -> dict[str, Any]:
@@ -118,30 +162,45 @@ class ConfigStore:
             times = self._modified.get(component, {})
             return max((t for p, t in times.items() if p[: len(prefix)] == prefix), default=0.0)
 
-    def merge(self, component: str, value: Mapping[str, Any], path: Sequence[str] = ()) -> list[KeyPath]:
-        """Deep-merge ``value`` into the object at ``path``; returns the changed key paths."""
+    def merge(
+        self,
+        component: str,
+        value: Mapping[str, Any],
+        path: Sequence[str] = (),
+        *,
+        timestamp: float | None = None,
+    ) -> list[KeyPath]:
+        """Deep-merge ``value`` into the object at ``path`` (keys changed after ``timestamp`` kept as they
+        are); returns the changed key paths."""
         with self._lock:
-            current = self._configs.get(component, {})
-            try:
-                node = lookup(current, path)
-            except KeyError:
-                node = {}
-            merged = deep_merge(node if isinstance(node, Mapping) else {}, value)
-            return self._replace(component, _set_at(current, tuple(path), merged))
+            if timestamp is not None:
+                modified = self._modified.get(component, {})
+                value = _fresh(value, tuple(path), modified, timestamp)
+            return self._replace(component, _merged(self._configs.get(component, {}), value, path))
 
-    def reset(self, component: str, pointers: Sequence[str]) -> list[KeyPath]:
-        """Reset each JSON-pointer path to its default value (or remove it when it has none)."""
+    def reset(
+        self, component: str, pointers: Sequence[str], *, restore_defaults: bool = True, notify: bool = True
+    ) -> list[KeyPath]:
+        """Reset each JSON-pointer path to its default value (or remove it when it has none, or always when
+        not ``restore_defaults``); ``""`` is the whole configuration."""
         with self._lock:
-            current = self._configs.get(component, {})
             defaults = self._defaults.get(component, {})
-            for pointer in pointers:
-                path = pointer_parts(pointer)
-                try:
-                    default = copy.deepcopy(lookup(defaults, path))
-                except KeyError:
-                    default = _MISSING
-                current = _set_at(current, path, default)
-            return self._replace(component, current)
+            current = _reset(self._configs.get(component, {}), defaults, pointers, restore_defaults)
+            return self._replace(component, current, notify=notify)
+
+    def preview(
+        self,
+        component: str,
+        merge: Mapping[str, Any],
+        reset: Sequence[str] = (),
+        *,
+        restore_defaults: bool = True,
+    ) -> dict[str, Any]:
+        """The configuration RESET then MERGE would leave, without applying it."""
+        with self._lock:
+            current = copy.deepcopy(self._configs.get(component, {}))
+            defaults = self._defaults.get(component, {})
+        return _merged(_reset(current, defaults, reset, restore_defaults), merge, ())
 
     def subscribe(self, component: str, path: Sequence[str], listener: ConfigListener) -> Callable[[], None]:
         """Call ``listener(component, changed_path)`` on changes overlapping ``path``; returns unsubscribe."""
@@ -155,7 +214,7 @@ class ConfigStore:
 
         return unsubscribe
 
-    def _replace(self, component: str, new: dict[str, Any]) -> list[KeyPath]:
+    def _replace(self, component: str, new: dict[str, Any], *, notify: bool = True) -> list[KeyPath]:
         with self._lock:
             old = self._configs.get(component, {})
             changed = diff_paths(old, new)
@@ -164,7 +223,7 @@ class ConfigStore:
             modified = self._modified.setdefault(component, {})
             for path in changed:
                 modified[path] = now
-            listeners = [entry for entry in self._listeners.values() if entry[0] == component]
+            listeners = [e for e in self._listeners.values() if e[0] == component] if notify else []
         for _, watched, listener in listeners:
             self._notify(component, watched, listener, changed)
         return changed

@@ -1,12 +1,15 @@
-"""``Core``: the local stand-in of the Greengrass nucleus, wiring IoT Core, IPC, control and components.
+"""``Core``: the local stand-in of a Greengrass nucleus, wiring IoT Core, IPC, control and components.
 
-    with Core(tmp_path / "gg", mqtt="127.0.0.1:1883") as core:
+    with Core(tmp_path / "gg", mqtt="127.0.0.1:1883", nucleus="lite") as core:
         core.deploy(Path("greengrass-build"))
         core.wait_for_state("com.example.Hello", {ComponentState.RUNNING}, timeout=30)
         core.update_config("com.example.Hello", {"Interval": "5"})
 
-Device layout under ``root``: ``packages/artifacts[-unarchived]/<name>/<version>``, ``work/<name>``,
-``logs/<name>.log``, ``data/outbox.sqlite``, and ``gglocal.json`` naming the IPC and control sockets.
+``nucleus`` picks the core to behave as ("classic", the Java nucleus, by default; or "lite"): see
+:mod:`gglocal.nucleus`. Device layout under ``root``: ``packages/artifacts[-unarchived]/<name>/<version>``,
+``work/<name>``, ``logs/<name>.log``, ``data/outbox.sqlite``, the IPC socket (``ipc.socket`` or lite's
+``gg-ipc.socket``, in a short temp dir when the root's path is too long for a unix socket) and
+``gglocal.json`` naming the sockets, the profile and the pid.
 """
 
 from __future__ import annotations
@@ -18,25 +21,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from gglocal.artifacts import artifact_dirs, install_artifacts
+from gglocal.artifacts import install_artifacts
+from gglocal.broker_watch import BrokerWatch
+from gglocal.components import ComponentSet, CoreIdentity
+from gglocal.config_deployment import ConfigDeployer, apply_update, new_deployment_id
 from gglocal.configstore import ConfigStore
 from gglocal.control import ControlServer, read_state_file, write_state_file
-from gglocal.deployment import (
-    BuildSource,
-    ConfigUpdate,
-    PlannedComponent,
-    load_recipes,
-    parse_update_config,
-    plan_deployment,
-)
+from gglocal.control_commands import ControlCommands
+from gglocal.deployment import BuildSource, ConfigUpdate, load_recipes, parse_update_config, plan_deployment
 from gglocal.errors import ControlError, DeploymentError
 from gglocal.iotcore import IotCore, StdoutIotCore
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
+from gglocal.nucleus import DEFAULT_NUCLEUS, NucleusProfile, profile
 from gglocal.outbox import DEFAULT_LIMIT, Outbox
 from gglocal.recipe import current_platform
-from gglocal.runner import ComponentRunner, ComponentSpec, ComponentState, RestartPolicy
+from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
 from gglocal.server import IpcServer, short_socket_path
-from gglocal.variables import ComponentPaths, VariableContext, expand
+from gglocal.validation import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -48,32 +49,42 @@ class Core:
         self,
         root: Path | str,
         *,
+        nucleus: str | NucleusProfile = DEFAULT_NUCLEUS,
         mqtt: str | tuple[str, int] | None = None,
         thing_name: str = "gglocal-thing",
         region: str | None = None,
         verbose: bool = False,
         outbox_limit: int = DEFAULT_LIMIT,
         restart_policy: RestartPolicy | None = None,
+        validation_timeout_s: float = DEFAULT_TIMEOUT_S,
+        broker_warn_after_s: float = 5.0,
+        broker_warn_every_s: float = 60.0,
         device: Mapping[str, str] | None = None,
         stdout: TextIO | None = None,
     ) -> None:
         self.root = Path(root).absolute()
+        self.nucleus = profile(nucleus)
         self.mqtt = parse_host_port(mqtt) if isinstance(mqtt, str) else mqtt
         self.thing_name = thing_name
         self.region = region or os.environ.get("AWS_REGION") or "us-east-1"
         self.verbose = verbose
         self.outbox_limit = outbox_limit
-        self.restart_policy = restart_policy or RestartPolicy()
+        delay = self.nucleus.restart_delay_s
+        self.restart_policy = restart_policy or RestartPolicy(base_delay_s=delay, max_delay_s=delay)
+        self.validation_timeout_s = validation_timeout_s
+        self.broker_warnings = (broker_warn_after_s, broker_warn_every_s)
         self.device = dict(device or current_platform())
         self.config = ConfigStore()
         self.stop_requested = threading.Event()
+        self.deployments: list[dict[str, Any]] = []
         self._stdout = stdout
         self._outbox: Outbox | None = None
         self.iot: IotCore | None = None
         self.ipc: IpcServer | None = None
         self._control: ControlServer | None = None
-        self._planned: dict[str, PlannedComponent] = {}
-        self._runners: dict[str, ComponentRunner] = {}
+        self._watch: BrokerWatch | None = None
+        self._components: ComponentSet | None = None
+        self._config_deployer: ConfigDeployer | None = None
         self._lock = threading.RLock()
         self._started = False
 
@@ -84,10 +95,12 @@ class Core:
         self._refuse_if_running()
         self._make_layout()
         self._start_iot_core()
+        self._start_broker_watch()
         self._start_ipc_server()
+        self._start_components()
         self._start_control()
         self._started = True
-        logger.info("local Greengrass core started in %s", self.root)
+        logger.info("local Greengrass core (%s) started in %s", self.nucleus.name, self.root)
 
     def stop(self) -> None:
         if not self._started:
@@ -95,6 +108,7 @@ class Core:
         self.stop_components()
         self._stop_control()
         self._stop_ipc_server()
+        self._stop_broker_watch()
         self._stop_iot_core()
         self._started = False
         logger.info("local Greengrass core stopped")
@@ -143,9 +157,21 @@ class Core:
         if self._outbox is not None:
             self._outbox.close()
 
+    def _start_broker_watch(self) -> None:
+        if isinstance(self.iot, MqttBridge):
+            after, every = self.broker_warnings
+            self._watch = BrokerWatch(self.iot, warn_after_s=after, warn_every_s=every)
+            self._watch.start()
+
+    def _stop_broker_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
     def _start_ipc_server(self) -> None:
-        path = short_socket_path(self.root, "ipc.socket")
-        self.ipc = IpcServer(path, config=self.config, iot=self.iot, on_state=self._state_reported)
+        path = short_socket_path(self.root, self.nucleus.ipc_socket)
+        self.ipc = IpcServer(
+            path, config=self.config, iot=self.iot, on_state=self._state_reported, nucleus=self.nucleus
+        )
         self.ipc.start()
 
     def _stop_ipc_server(self) -> None:
@@ -160,16 +186,30 @@ class Core:
             except OSError as exc:
                 logger.debug("could not remove %s: %s", socket_path.parent, exc)
 
+    def _start_components(self) -> None:
+        assert self.ipc is not None
+        identity = CoreIdentity(
+            self.root, self.thing_name, self.region, self.nucleus, self.restart_policy, self.verbose
+        )
+        self._components = ComponentSet(identity, self.config, self.ipc)
+        validation = self.ipc.operations.validation
+        self._config_deployer = ConfigDeployer(
+            self.config, self.nucleus, validation, self._components, self.validation_timeout_s
+        )
+
     def _start_control(self) -> None:
         assert self.ipc is not None
-        handlers = {"status": self._cmd_status, "config": self._cmd_config, "stop": self._cmd_stop}
-        self._control = ControlServer(short_socket_path(self.root, "gglocal.ctl"), handlers)
+        self._control = ControlServer(
+            short_socket_path(self.root, "gglocal.ctl"), ControlCommands(self).table()
+        )
         self._control.start()
         write_state_file(
             self.root,
             control_socket=str(self._control.socket_path),
             ipc_socket=str(self.ipc.socket_path),
             pid=str(os.getpid()),
+            nucleus=self.nucleus.name,
+            validation_timeout_s=str(self.validation_timeout_s),
         )
 
     def _stop_control(self) -> None:
@@ -188,7 +228,10 @@ class Core:
         update_config: str | Mapping[str, Any] | None = None,
         only: Sequence[str] | None = None,
     ) -> list[str]:
-        """Install and start the build's components, dependencies first; returns their names in that order."""
+        """Install and start the build's components, dependencies first; returns their names in that order.
+
+        Raises DeploymentError (RecipeError when the profile's core refuses a recipe; on the Java nucleus
+        ConfigurationValidationError when a running component rejects the configuration it would get)."""
         if build_dir is not None:
             source = BuildSource.from_build_dir(Path(build_dir))
         elif recipe_dir is not None:
@@ -196,130 +239,127 @@ class Core:
         else:
             raise DeploymentError("deploy needs a build dir, or a recipe dir (and an artifact dir)")
         self.start()
-        plan = plan_deployment(load_recipes(source.recipe_dir), only=only, device=self.device)
-        updates = parse_update_config(update_config)
+        deployment_id = new_deployment_id()
+        try:
+            names = self._deploy(source, parse_update_config(update_config), only, deployment_id)
+        except DeploymentError as exc:
+            self._record(deployment_id, "deploy", "FAILED", str(exc))
+            raise
+        self._record(deployment_id, "deploy", "SUCCEEDED", "")
+        logger.info("local deployment %s started: %s", deployment_id, ", ".join(names))
+        return names
+
+    def _deploy(
+        self,
+        source: BuildSource,
+        updates: Mapping[str, ConfigUpdate],
+        only: Sequence[str] | None,
+        deployment_id: str,
+    ) -> list[str]:
+        components, deployer = self._parts()
+        recipes = load_recipes(source.recipe_dir, self.nucleus)
+        plan = plan_deployment(recipes, only=only, device=self.device, nucleus=self.nucleus)
         for name in set(updates) - {p.name for p in plan}:
             logger.warning("--update-config names %s, which is not deployed; ignored", name)
         with self._lock:
-            for planned in reversed(plan):
-                if planned.name in self._runners:
-                    self._runners.pop(planned.name).stop()
+            # a running component keeping its version is asked first (Java nucleus); a redeployment starts
+            # from the recipe's defaults, so the proposal is a RESET of everything, then the update
+            same_version = {
+                p.name: updates.get(p.name, ConfigUpdate())
+                for p in plan
+                if p.name in components and components.runner(p.name).spec.version == str(p.recipe.version)
+            }
+            proposals = {n: ConfigUpdate(u.merge, ("", *u.reset)) for n, u in same_version.items()}
+            deployer.validate(deployment_id, proposals)
+            components.stop([p.name for p in plan if p.name in components])
             for planned in plan:
-                install_artifacts(planned.recipe, planned.manifest, source.artifact_dir, self.root)
-                self._planned[planned.name] = planned
-                self._register_config(planned, updates.get(planned.name, ConfigUpdate()))
-            for planned in plan:
-                self._runners[planned.name] = self._make_runner(planned)
-            for planned in plan:
-                self._runners[planned.name].start()
-        logger.info("local deployment started: %s", ", ".join(p.name for p in plan))
+                archives = self.nucleus.installs_archives
+                install_artifacts(
+                    planned.recipe, planned.manifest, source.artifact_dir, self.root, archives=archives
+                )
+                self.config.register(planned.name, planned.recipe.default_configuration)
+                apply_update(
+                    self.config, self.nucleus, planned.name, updates.get(planned.name, ConfigUpdate())
+                )
+            runners = [components.add(planned) for planned in plan]
+            for runner in runners:
+                runner.start()
         return [p.name for p in plan]
 
-    def _register_config(self, planned: PlannedComponent, update: ConfigUpdate) -> None:
-        self.config.register(planned.name, planned.recipe.default_configuration)
-        if update.reset:
-            self.config.reset(planned.name, update.reset)
-        if update.merge:
-            self.config.merge(planned.name, update.merge)
+    def update_config(
+        self, name: str, merge: Mapping[str, Any] | None = None, reset: Sequence[str] = ()
+    ) -> list[str]:
+        """A configuration-only deployment (RESET then MERGE) as the profile's core carries it out; returns
+        the changed keys as JSON pointers. On the Java nucleus a component that rejects it (or does not
+        report in time) fails it with ConfigurationValidationError and keeps its configuration."""
+        if not self.config.has(name):
+            raise KeyError(f"component {name} has no configuration; deployed: {self.config.components()}")
+        _, deployer = self._parts()
+        deployment_id = new_deployment_id()
+        try:
+            changed = deployer.deploy(name, ConfigUpdate(dict(merge or {}), tuple(reset)), deployment_id)
+        except DeploymentError as exc:
+            self._record(deployment_id, f"config {name}", "FAILED", str(exc))
+            raise
+        self._record(deployment_id, f"config {name}", "SUCCEEDED", "")
+        return changed
 
-    def _component_paths(self, name: str) -> ComponentPaths:
-        version = str(self._planned[name].recipe.version)
-        artifacts, unarchived = artifact_dirs(self.root, name, version)
-        configuration = self.config.get(name) if self.config.has(name) else {}
-        return ComponentPaths(name, artifacts, unarchived, self.root / "work" / name, configuration)
+    def _record(self, deployment_id: str, kind: str, status: str, message: str) -> None:
+        with self._lock:
+            self.deployments = [
+                *self.deployments[-9:],
+                {"id": deployment_id, "kind": kind, "status": status, "message": message},
+            ]
 
-    def _make_runner(self, planned: PlannedComponent) -> ComponentRunner:
-        assert self.ipc is not None
-        token = self.ipc.register_component(planned.name)
-        socket_path = str(self.ipc.socket_path)
-        env = dict(os.environ)
-        env.update(
-            SVCUID=token,
-            AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT=socket_path,
-            AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH=socket_path,
-            AWS_IOT_THING_NAME=self.thing_name,
-            AWS_REGION=self.region,
-            AWS_DEFAULT_REGION=self.region,
-            GG_ROOT_CA_PATH=str(self.root / "rootCA.pem"),
-        )
-        name, deps = planned.name, planned.dependencies
-
-        def expand_variables(text: str) -> str:
-            context = VariableContext(
-                component=self._component_paths(name),
-                kernel_root=self.root,
-                thing_name=self.thing_name,
-                dependencies={d: self._component_paths(d) for d in deps if d in self._planned},
-            )
-            return expand(text, context)
-
-        spec = ComponentSpec(
-            name=name,
-            version=str(planned.recipe.version),
-            lifecycle=planned.lifecycle,
-            work_dir=self.root / "work" / name,
-            log_path=self.root / "logs" / f"{name}.log",
-            env=env,
-            expand=expand_variables,
-        )
-        dependencies = [self._runners[d] for d in deps if d in self._runners]
-        return ComponentRunner(spec, policy=self.restart_policy, dependencies=dependencies, echo=self.verbose)
+    def _parts(self) -> tuple[ComponentSet, ConfigDeployer]:
+        if self._components is None or self._config_deployer is None:
+            raise DeploymentError("the core is not started")
+        return self._components, self._config_deployer
 
     def stop_components(self) -> None:
         """Stop every component in reverse dependency order."""
-        with self._lock:
-            runners = list(self._runners.values())
-        for runner in reversed(runners):
-            runner.stop()
+        if self._components is not None:
+            self._components.stop_all()
 
     # -- queries and run-time changes ------------------------------------------------------------
     def runner(self, name: str) -> ComponentRunner:
-        with self._lock:
-            if name not in self._runners:
-                raise KeyError(f"component {name} is not deployed; deployed: {sorted(self._runners)}")
-            return self._runners[name]
+        if self._components is None:
+            raise KeyError(f"component {name} is not deployed; the core is not started")
+        return self._components.runner(name)
 
     def state(self, name: str) -> ComponentState:
         return self.runner(name).state
 
     def states(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            runners = list(self._runners.values())
+        """Per component: version, state, errors (within the last hour), errors_total, restarts."""
+        return {} if self._components is None else self._components.states()
+
+    def iot_status(self) -> dict[str, Any]:
+        """The IoT Core side: the broker, whether it is connected, the outbox's depth and limit."""
+        if not isinstance(self.iot, MqttBridge):
+            return {"broker": None, "connected": None, "outbox": 0}
+        outbox = self.iot.outbox
         return {
-            r.name: {"version": r.spec.version, "state": str(r.state), "errors": r.errors} for r in runners
+            "broker": f"{self.iot.host}:{self.iot.port}",
+            "connected": self.iot.connected,
+            "outbox": len(outbox),
+            "outbox_limit": outbox.limit,
+            "dropped": outbox.dropped,
+            "delivered": self.iot.delivered,
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``gglocal status`` shows: profile, components, IoT Core, recent deployments."""
+        return {
+            "nucleus": self.nucleus.name,
+            "components": self.states(),
+            "iot": self.iot_status(),
+            "deployments": list(self.deployments),
         }
 
     def wait_for_state(self, name: str, states: Iterable[ComponentState], timeout: float) -> bool:
         return self.runner(name).wait_for(states, timeout)
 
-    def update_config(
-        self, name: str, merge: Mapping[str, Any] | None = None, reset: Sequence[str] = ()
-    ) -> list[str]:
-        """Change a component's configuration at run time (RESET then MERGE); subscribers get events."""
-        if not self.config.has(name):
-            raise KeyError(f"component {name} has no configuration; deployed: {self.config.components()}")
-        changed = list(self.config.reset(name, reset)) if reset else []
-        if merge:
-            changed += self.config.merge(name, merge)
-        return ["/" + "/".join(path) for path in changed]
-
     def _state_reported(self, component: str, state: str) -> None:
-        with self._lock:
-            runner = self._runners.get(component)
-        if runner is not None:
-            runner.report_state(state)
-
-    # -- control commands ------------------------------------------------------------------------
-    def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"components": self.states()}
-
-    def _cmd_config(self, request: dict[str, Any]) -> dict[str, Any]:
-        merge = request.get("merge") or {}
-        reset = request.get("reset") or []
-        if not isinstance(merge, dict) or not isinstance(reset, list):
-            raise ValueError("merge must be an object and reset a list of JSON pointers")
-        return {"changed": self.update_config(str(request.get("component")), merge, reset)}
-
-    def _cmd_stop(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.stop_requested.set()
-        return {}
+        if self._components is not None and component in self._components:
+            self._components.runner(component).report_state(state)

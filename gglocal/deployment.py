@@ -3,7 +3,9 @@
 The input is what ``greengrass-cli deployment create --recipeDir R --artifactDir A`` takes; a GDK build dir
 ``B`` means ``R = B/recipes`` and ``A = B/artifacts``. Dependencies must be in the recipe dir: AWS public
 components (``aws.greengrass.*``, such as the nucleus, TokenExchangeService or SageMakerEdgeManager) cannot
-run locally, and a deployment that needs one fails with a message saying so.
+run locally, and a deployment that needs one fails with a message saying so. Each recipe is read, checked
+and its manifest chosen the way the profile's core does (``gglocal.selection``): a recipe the core refuses
+fails the deployment.
 """
 
 from __future__ import annotations
@@ -16,16 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gglocal.errors import DeploymentError, RecipeError
-from gglocal.recipe import (
-    RECIPE_SUFFIXES,
-    Lifecycle,
-    Manifest,
-    Recipe,
-    current_platform,
-    load_recipe,
-    resolve_lifecycle,
-    select_manifest,
-)
+from gglocal.lifecycle import Lifecycle
+from gglocal.nucleus import CLASSIC, NucleusProfile
+from gglocal.recipe import RECIPE_SUFFIXES, Manifest, Recipe, current_platform, load_recipe
+from gglocal.selection import select
 
 logger = logging.getLogger(__name__)
 
@@ -66,15 +62,16 @@ def is_public_component(name: str) -> bool:
     return name.startswith(PUBLIC_PREFIXES)
 
 
-def load_recipes(recipe_dir: Path) -> dict[str, Recipe]:
-    """Every ``.json``/``.yaml``/``.yml`` recipe under ``recipe_dir`` (recursively); newest version wins."""
+def load_recipes(recipe_dir: Path, nucleus: NucleusProfile = CLASSIC) -> dict[str, Recipe]:
+    """Every ``.json``/``.yaml``/``.yml`` recipe under ``recipe_dir`` (recursively), read as the profile's
+    core reads it; the newest version wins."""
     if not recipe_dir.is_dir():
         raise DeploymentError(f"recipe dir {recipe_dir} does not exist")
     recipes: dict[str, Recipe] = {}
     for path in sorted(recipe_dir.rglob("*")):
         if not path.is_file() or path.suffix.lower() not in RECIPE_SUFFIXES:
             continue
-        recipe = load_recipe(path)
+        recipe = load_recipe(path, yaml_strings=nucleus.yaml_strings)
         known = recipes.get(recipe.name)
         if known is not None:
             newer = recipe if recipe.version > known.version else known
@@ -151,8 +148,10 @@ def plan_deployment(
     *,
     only: Iterable[str] | None = None,
     device: Mapping[str, str] | None = None,
+    nucleus: NucleusProfile = CLASSIC,
 ) -> list[PlannedComponent]:
-    """Components to run, dependencies first. ``only`` limits the targets (their dependencies still come)."""
+    """Components to run, dependencies first. ``only`` limits the targets (their dependencies still come).
+    Raises DeploymentError when the profile's core refuses a recipe or runs none of its manifests."""
     targets = list(only) if only else sorted(recipes)
     unknown = [t for t in targets if t not in recipes]
     if unknown:
@@ -162,14 +161,13 @@ def plan_deployment(
     for name in _topological(recipes, _closure(recipes, targets)):
         recipe = recipes[name]
         try:
-            manifest = select_manifest(recipe, device)
-            lifecycle = resolve_lifecycle(recipe, manifest)
+            selected = select(recipe, device, nucleus)
         except RecipeError as exc:
             raise DeploymentError(str(exc)) from exc
-        if lifecycle.step("Bootstrap") is not None:
+        if selected.lifecycle.step("Bootstrap") is not None:
             logger.warning("%s: Bootstrap steps are not supported locally; skipped", name)
         deps = tuple(d.name for d in recipe.dependencies)
-        planned.append(PlannedComponent(recipe, manifest, lifecycle, deps))
+        planned.append(PlannedComponent(recipe, selected.manifest, selected.lifecycle, deps))
     return planned
 
 

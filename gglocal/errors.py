@@ -7,6 +7,8 @@ All derive from :class:`agent_client.errors.EdgeError` through :class:`GgLocalEr
     +-- IpcOperationError   a modeled IPC error (UnauthorizedError, ...) sent to the client
     +-- DeploymentError     a deployment cannot be carried out (missing or public dependency, unmet version)
         +-- ArtifactError       artifact missing, digest mismatch, or unsafe archive (zip-slip)
+        +-- ConfigurationValidationError  a component rejected the deployment's configuration (or did not
+                                answer in time); the old configuration stays
     +-- ControlError        the control socket of a running stand-in cannot be reached, or a command failed
 
 ``RecipeError`` (unparsable recipe, no manifest for this platform, a rule of the core broken, bad version
@@ -46,12 +48,18 @@ class ArtifactError(DeploymentError):
     """An artifact is missing from the artifact dir, fails its digest check, or is an unsafe archive."""
 
 
+class ConfigurationValidationError(DeploymentError):
+    """A component reported the configuration a deployment proposes invalid, or did not report in time
+    (SendConfigurationValidityReport); the message is the nucleus's, with the component's own words."""
+
+
 class ControlError(GgLocalError):
     """The control socket of a running stand-in cannot be reached, or it refused a command."""
 
 
 __all__ = [
     "ArtifactError",
+    "ConfigurationValidationError",
     "ControlError",
     "DeploymentError",
     "FramingError",

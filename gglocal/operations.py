@@ -1,9 +1,12 @@
 """The Greengrass IPC operations the stand-in supports, and the dispatcher that routes streams to them.
 
 Supported: PublishToIoTCore, SubscribeToIoTCore, PublishToTopic, SubscribeToTopic, GetConfiguration,
-UpdateConfiguration, SubscribeToConfigurationUpdate, UpdateState. Any other operation is answered with
-ServiceError "Operation aws.greengrass#X is not supported by Greengrass". Shapes are the JSON of
-``awsiot.greengrasscoreipc.model`` (camelCase, bytes as base64, QoS as "0"/"1").
+UpdateConfiguration, SubscribeToConfigurationUpdate, UpdateState, and on the Java nucleus profile
+SubscribeToValidateConfigurationUpdates and SendConfigurationValidityReport (``gglocal.config_operations``).
+Any other operation, and any the profile's core does not serve, is answered with ServiceError "Operation
+aws.greengrass#X is not supported by Greengrass". Errors carry ``message`` only where the core sends it
+(not nucleus lite). Shapes are the JSON of ``awsiot.greengrasscoreipc.model`` (camelCase, bytes as base64,
+QoS as "0"/"1").
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ import base64
 import binascii
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gglocal.auth import MQTTPROXY, PUBSUB, Authorizer
+from gglocal.config_operations import ConfigurationOperations, invalid
 from gglocal.configstore import ConfigStore
 from gglocal.errors import IpcOperationError
 from gglocal.iotcore import IotCore, IotMessage
+from gglocal.nucleus import CLASSIC, NucleusProfile
 from gglocal.pubsub import RECEIVE_ALL, RECEIVE_FROM_OTHERS, LocalMessage, PubSubBus
 from gglocal.rpc import MODEL_PREFIX, RpcMessage, Stream
 from gglocal.topics import validate_filter, validate_topic
+from gglocal.validation import ValidationHub
 
 logger = logging.getLogger(__name__)
 
@@ -38,58 +43,60 @@ class OperationSpec:
     streaming: bool
 
 
-def _invalid(message: str) -> IpcOperationError:
-    return IpcOperationError("InvalidArgumentsError", message)
-
-
 def _text(request: dict[str, Any], key: str) -> str:
     value = request.get(key)
     if not isinstance(value, str) or not value:
-        raise _invalid(f"{key} is required and must be a non-empty string")
+        raise invalid(f"{key} is required and must be a non-empty string")
     return value
 
 
 def _qos(request: dict[str, Any]) -> int:
     value = request.get("qos", "0")
     if str(value) not in ("0", "1"):
-        raise _invalid(f"qos must be '0' (AT_MOST_ONCE) or '1' (AT_LEAST_ONCE), got {value!r}")
+        raise invalid(f"qos must be '0' (AT_MOST_ONCE) or '1' (AT_LEAST_ONCE), got {value!r}")
     return int(value)
-
-
-def _key_path(request: dict[str, Any]) -> tuple[str, ...]:
-    value = request.get("keyPath") or []
-    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
-        raise _invalid("keyPath must be a list of strings")
-    return tuple(value)
-
-
-def _not_found(component: str, path: tuple[str, ...]) -> IpcOperationError:
-    where = "/".join(path) or "<root>"
-    return IpcOperationError("ResourceNotFoundError", f"Key not found: {component} {where}")
 
 
 class Operations:
     """Handlers for the supported operations; open_stream() is the dispatch entry point."""
 
-    def __init__(self, config: ConfigStore, bus: PubSubBus, iot: IotCore, on_state: StateSink) -> None:
+    def __init__(
+        self,
+        config: ConfigStore,
+        bus: PubSubBus,
+        iot: IotCore,
+        on_state: StateSink,
+        nucleus: NucleusProfile = CLASSIC,
+    ) -> None:
         self._config = config
         self._bus = bus
         self._iot = iot
         self._on_state = on_state
+        self.nucleus = nucleus
+        self.validation = ValidationHub()
         self._auth = Authorizer(self._configuration_of)
-        self.specs: dict[str, OperationSpec] = {
-            spec.name: spec
-            for spec in (
-                OperationSpec("PublishToIoTCore", self.publish_to_iot_core, False),
-                OperationSpec("SubscribeToIoTCore", self.subscribe_to_iot_core, True),
-                OperationSpec("PublishToTopic", self.publish_to_topic, False),
-                OperationSpec("SubscribeToTopic", self.subscribe_to_topic, True),
-                OperationSpec("GetConfiguration", self.get_configuration, False),
-                OperationSpec("UpdateConfiguration", self.update_configuration, False),
-                OperationSpec("SubscribeToConfigurationUpdate", self.subscribe_to_configuration_update, True),
-                OperationSpec("UpdateState", self.update_state, False),
-            )
-        }
+        configuration = ConfigurationOperations(config, nucleus, self.validation)
+        specs = (
+            OperationSpec("PublishToIoTCore", self.publish_to_iot_core, False),
+            OperationSpec("SubscribeToIoTCore", self.subscribe_to_iot_core, True),
+            OperationSpec("PublishToTopic", self.publish_to_topic, False),
+            OperationSpec("SubscribeToTopic", self.subscribe_to_topic, True),
+            OperationSpec("GetConfiguration", configuration.get_configuration, False),
+            OperationSpec("UpdateConfiguration", configuration.update_configuration, False),
+            OperationSpec(
+                "SubscribeToConfigurationUpdate", configuration.subscribe_to_configuration_update, True
+            ),
+            OperationSpec(
+                "SubscribeToValidateConfigurationUpdates",
+                configuration.subscribe_to_validate_configuration_updates,
+                True,
+            ),
+            OperationSpec(
+                "SendConfigurationValidityReport", configuration.send_configuration_validity_report, False
+            ),
+            OperationSpec("UpdateState", self.update_state, False),
+        )
+        self.specs = {s.name: s for s in specs if s.name not in nucleus.unsupported_operations}
 
     def _configuration_of(self, component: str) -> dict[str, Any] | None:
         try:
@@ -103,23 +110,25 @@ class Operations:
         """Run the operation named by the stream and answer: response, modeled error, or ServiceError."""
         name = stream.operation.removeprefix(MODEL_PREFIX)
         spec = self.specs.get(name) if stream.operation.startswith(MODEL_PREFIX) else None
+        text = self.nucleus.error_text
         if spec is None:
-            stream.fail("ServiceError", f"Operation {stream.operation} is not supported by Greengrass")
+            message = f"Operation {stream.operation} is not supported by Greengrass"
+            stream.fail("ServiceError", message, text=text)
             return
         try:
             body = json.loads(request.payload or b"{}")
             if not isinstance(body, dict):
-                raise _invalid("request body must be a JSON object")
+                raise invalid("request body must be a JSON object")
             response = spec.handler(stream, body)
         except ValueError as exc:
-            stream.fail("InvalidArgumentsError", f"malformed request: {exc}")
+            stream.fail("InvalidArgumentsError", f"malformed request: {exc}", text=text)
             return
         except IpcOperationError as exc:
-            stream.fail(exc.error_name, exc.message)
+            stream.fail(exc.error_name, exc.message, text=text)
             return
         except Exception as exc:
             logger.exception("%s from %s failed", name, stream.component)
-            stream.fail("ServiceError", f"{name} failed in the local core: {exc}")
+            stream.fail("ServiceError", f"{name} failed in the local core: {exc}", text=text)
             return
         stream.respond(f"{MODEL_PREFIX}{name}Response", response, terminate=not spec.streaming)
 
@@ -127,20 +136,20 @@ class Operations:
     def publish_to_iot_core(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         topic = _text(request, "topicName")
         if problem := validate_topic(topic):
-            raise _invalid(problem)
+            raise invalid(problem)
         qos = _qos(request)
         self._auth.check(stream.component, MQTTPROXY, "aws.greengrass#PublishToIoTCore", topic)
         try:
             payload = base64.b64decode(request.get("payload") or "", validate=True)
         except binascii.Error as exc:
-            raise _invalid(f"payload is not valid base64: {exc}") from exc
+            raise invalid(f"payload is not valid base64: {exc}") from exc
         self._iot.publish(IotMessage(topic, payload, qos, bool(request.get("retain", False))))
         return {}
 
     def subscribe_to_iot_core(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         topic_filter = _text(request, "topicName")
         if problem := validate_filter(topic_filter):
-            raise _invalid(problem)
+            raise invalid(problem)
         qos = _qos(request)
         self._auth.check(stream.component, MQTTPROXY, "aws.greengrass#SubscribeToIoTCore", topic_filter)
 
@@ -155,10 +164,10 @@ class Operations:
     def publish_to_topic(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         topic = _text(request, "topic")
         if problem := validate_topic(topic):
-            raise _invalid(problem)
+            raise invalid(problem)
         publish = request.get("publishMessage")
         if not isinstance(publish, dict) or ("jsonMessage" in publish) == ("binaryMessage" in publish):
-            raise _invalid("publishMessage must hold exactly one of jsonMessage or binaryMessage")
+            raise invalid("publishMessage must hold exactly one of jsonMessage or binaryMessage")
         self._auth.check(stream.component, PUBSUB, "aws.greengrass#PublishToTopic", topic)
         if "jsonMessage" in publish:
             message = LocalMessage(
@@ -173,10 +182,10 @@ class Operations:
     def subscribe_to_topic(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         topic_filter = _text(request, "topic")
         if problem := validate_filter(topic_filter):
-            raise _invalid(problem)
+            raise invalid(problem)
         mode = request.get("receiveMode") or RECEIVE_ALL
         if mode not in (RECEIVE_ALL, RECEIVE_FROM_OTHERS):
-            raise _invalid(f"receiveMode must be {RECEIVE_ALL} or {RECEIVE_FROM_OTHERS}")
+            raise invalid(f"receiveMode must be {RECEIVE_ALL} or {RECEIVE_FROM_OTHERS}")
         self._auth.check(stream.component, PUBSUB, "aws.greengrass#SubscribeToTopic", topic_filter)
 
         def deliver(message: LocalMessage) -> None:
@@ -190,50 +199,10 @@ class Operations:
         stream.add_close_callback(self._bus.subscribe(topic_filter, stream.component, deliver, mode))
         return {"topicName": topic_filter}
 
-    # -- configuration ---------------------------------------------------------------------------
-    def get_configuration(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
-        component = request.get("componentName") or stream.component
-        path = _key_path(request)
-        try:
-            value = self._config.get(component, path)
-        except KeyError as exc:
-            raise _not_found(component, path) from exc
-        if path and not isinstance(value, dict):
-            value = {path[-1]: value}
-        return {"componentName": component, "value": value}
-
-    def update_configuration(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
-        path = _key_path(request)
-        value = request.get("valueToMerge")
-        if not isinstance(value, dict):
-            raise _invalid("valueToMerge must be an object")
-        timestamp = request.get("timestamp", time.time())
-        if not isinstance(timestamp, int | float):
-            raise _invalid("timestamp must be epoch seconds")
-        if timestamp < self._config.newest_change(stream.component, path):
-            raise IpcOperationError(
-                "ConflictError",
-                f"the configuration at {'/'.join(path) or '<root>'} changed after {timestamp}",
-            )
-        self._config.merge(stream.component, value, path)
-        return {}
-
-    def subscribe_to_configuration_update(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
-        component = request.get("componentName") or stream.component
-        path = _key_path(request)
-        if not self._config.has(component):
-            raise _not_found(component, path)
-
-        def listener(changed_component: str, changed: tuple[str, ...]) -> None:
-            event = {"componentName": changed_component, "keyPath": list(changed)}
-            stream.send_event("aws.greengrass#ConfigurationUpdateEvents", {"configurationUpdateEvent": event})
-
-        stream.add_close_callback(self._config.subscribe(component, path, listener))
-        return {}
-
+    # -- lifecycle -------------------------------------------------------------------------------
     def update_state(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:
         state = request.get("state")
         if state not in ("RUNNING", "ERRORED"):
-            raise _invalid("state must be RUNNING or ERRORED")
+            raise invalid("state must be RUNNING or ERRORED")
         self._on_state(stream.component, str(state))
         return {}

@@ -103,9 +103,14 @@ def json_message(stream_id: int, model_type: str, body: dict[str, Any], *, termi
     return RpcMessage(MessageType.APPLICATION_MESSAGE, flags, stream_id, headers, json.dumps(body).encode())
 
 
-def error_message(stream_id: int, error_name: str, message: str) -> RpcMessage:
-    """An APPLICATION_ERROR for a modeled error (``UnauthorizedError``, ...), terminating the stream."""
-    body = {"_service": SERVICE_NAME, "_message": message, "_errorCode": error_name, "message": message}
+def error_message(stream_id: int, error_name: str, message: str, *, text: bool = True) -> RpcMessage:
+    """An APPLICATION_ERROR for a modeled error (``UnauthorizedError``, ...), terminating the stream.
+
+    Without ``text`` the body has no ``message`` (nucleus lite sends only ``_message`` and ``_errorCode``,
+    so the SDK's exception text is empty)."""
+    body = {"_service": SERVICE_NAME, "_message": message, "_errorCode": error_name}
+    if text:
+        body["message"] = message
     headers = (
         Header.string(CONTENT_TYPE, JSON_CONTENT),
         Header.string(SERVICE_MODEL_TYPE, MODEL_PREFIX + error_name),
@@ -176,11 +181,11 @@ class Stream:
                 return True
             return self._sink.send(message, drop_if_full=True)
 
-    def fail(self, error_name: str, message: str) -> None:
+    def fail(self, error_name: str, message: str, *, text: bool = True) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._sink.send(error_message(self.stream_id, error_name, message))
+            self._sink.send(error_message(self.stream_id, error_name, message, text=text))
             self._responded = True
         self.close()
 

@@ -29,6 +29,7 @@ from agent_client.sockets import MAX_SOCKET_PATH, claim_socket_path
 from gglocal.configstore import ConfigStore
 from gglocal.connection import ServerConnection
 from gglocal.iotcore import IotCore, StdoutIotCore
+from gglocal.nucleus import CLASSIC, NucleusProfile
 from gglocal.operations import Operations, StateSink
 from gglocal.pubsub import PubSubBus
 from gglocal.rpc import RpcMessage, Stream
@@ -63,6 +64,7 @@ class IpcServer:
         bus: PubSubBus | None = None,
         iot: IotCore | None = None,
         on_state: StateSink | None = None,
+        nucleus: NucleusProfile = CLASSIC,
     ) -> None:
         self.socket_path = Path(socket_path)
         if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
@@ -72,7 +74,7 @@ class IpcServer:
         self.iot: IotCore = iot or StdoutIotCore()
         self.reported_states: dict[str, str] = {}
         self._on_state = on_state
-        self.operations = Operations(self.config, self.bus, self.iot, self._state_reported)
+        self.operations = Operations(self.config, self.bus, self.iot, self._state_reported, nucleus)
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []

@@ -7,7 +7,9 @@
 * ``configuration:/json/pointer`` -> the value (objects and arrays as compact JSON)
 * ``work:path`` -> ``<root>/work/<name>``; ``kernel:rootPath`` -> ``<root>``; ``iot:thingName``
 
-Anything that cannot be resolved is left as written, as the nucleus does.
+Anything that cannot be resolved is left as written, as the Java nucleus does. ``resolve_lite`` is nucleus
+lite's reading of one ``{...}`` (``ggrules.variables.lite_parts``): own-component variables only, folders
+ending in ``/``, configuration values as they are now.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gglocal.configstore import lookup
-from ggrules.variables import Variable, pointer_parts, substitute
+from ggrules.variables import LitePart, Variable, pointer_parts, substitute
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,25 @@ def resolve(variable: Variable, context: VariableContext) -> str | None:
 def expand(text: str, context: VariableContext) -> str:
     """Replace every resolvable ``{...}`` variable in ``text``."""
     return substitute(text, lambda variable: resolve(variable, context))
+
+
+def resolve_lite(part: LitePart, context: VariableContext) -> str | None:
+    """What nucleus lite writes for one ``{...}``, or None where it fails (and cuts the script off)."""
+    if not part.substitutable:
+        return None
+    paths = context.component
+    folders = {
+        ("work", "path"): paths.work_path,
+        ("artifacts", "path"): paths.artifacts_path,
+        ("artifacts", "decompressedPath"): paths.decompressed_path,
+    }
+    if (part.namespace, part.key) in folders:
+        return f"{folders[(part.namespace, part.key)]}/"
+    if part.namespace == "kernel":
+        return str(context.kernel_root)
+    if part.namespace == "iot":
+        return context.thing_name
+    try:
+        return format_value(lookup(paths.configuration, pointer_parts(part.key)))
+    except (KeyError, ValueError):
+        return None

@@ -12,6 +12,12 @@ Namespaces and keys, as the Java nucleus documents them (``KernelConfigResolver`
 A cross-component form names a direct dependency first, and only ``artifacts``, ``work`` and
 ``configuration`` exist there. A shell expansion such as ``${VAR:-default}`` reads as a variable with an
 unknown namespace (``VAR``), which is why scripts must not use that shell syntax.
+
+Nucleus lite reads differently (``lite_parts``; its recipe-runner ``handle_escape`` and
+``ggl_substitute_escape``): every ``{`` opens a variable that runs to the next ``}``, whatever is inside, and
+the text is split at its first ``:`` into namespace and key. It substitutes only the component's own
+``kernel:rootPath``, ``iot:thingName``, ``work:path``, ``artifacts:path``, ``artifacts:decompressedPath``
+and ``configuration:<pointer>``; anything else ("Unhandled variable substitution") ends the script there.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ NAMESPACES: dict[str, frozenset[str] | None] = {  # None: the key is a JSON poin
     "iot": frozenset({"thingName"}),
 }
 CROSS_NAMESPACES = frozenset({"artifacts", "work", "configuration"})
+LITE_NAMESPACES: dict[str, frozenset[str] | None] = {  # None: any key (a JSON pointer read over IPC)
+    "kernel": frozenset({"rootPath"}),
+    "iot": frozenset({"thingName"}),
+    "work": frozenset({"path"}),
+    "artifacts": frozenset({"path", "decompressedPath"}),
+    "configuration": None,
+}
+LITE_MAX_VARIABLE = 255  # the inside of {...} is read into a 256-byte buffer ("exceeded max length")
 
 
 @dataclass(frozen=True)
@@ -82,3 +96,51 @@ def pointer_parts(pointer: str) -> tuple[str, ...]:
     if not pointer.startswith("/"):
         raise ValueError(f"JSON pointer {pointer!r} must start with /")
     return tuple(part.replace("~1", "/").replace("~0", "~") for part in pointer[1:].split("/"))
+
+
+@dataclass(frozen=True)
+class LitePart:
+    """A piece of a text as nucleus lite reads it: literal text, or (``variable``) the inside of ``{...}``.
+
+    ``closed`` is False for a ``{`` with no ``}`` after it (lite: "Recipe escape is not terminated.").
+    """
+
+    text: str
+    variable: bool = False
+    closed: bool = True
+
+    @property
+    def namespace(self) -> str:
+        return self.text.partition(":")[0]
+
+    @property
+    def key(self) -> str:
+        return self.text.partition(":")[2]
+
+    @property
+    def substitutable(self) -> bool:
+        """Whether nucleus lite substitutes this variable (a configuration key may still be missing)."""
+        if not self.variable or not self.closed or len(self.text) > LITE_MAX_VARIABLE or ":" not in self.text:
+            return False
+        if self.namespace not in LITE_NAMESPACES:
+            return False
+        keys = LITE_NAMESPACES[self.namespace]
+        return keys is None or self.key in keys
+
+
+def lite_parts(text: str) -> Iterator[LitePart]:
+    """The literal pieces and ``{...}`` variables of text, in order, as nucleus lite splits them."""
+    index = 0
+    while index < len(text):
+        start = text.find("{", index)
+        if start < 0:
+            yield LitePart(text[index:])
+            return
+        if start > index:
+            yield LitePart(text[index:start])
+        end = text.find("}", start + 1)
+        if end < 0:
+            yield LitePart(text[start + 1 :], variable=True, closed=False)
+            return
+        yield LitePart(text[start + 1 : end], variable=True)
+        index = end + 1

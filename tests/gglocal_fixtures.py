@@ -1,5 +1,6 @@
 """Fixtures for the local Greengrass stand-in: a real mosquitto on a free port, a paho subscriber,
-an IPC server on a temp unix socket, and real awsiotsdk IPC clients connected to it.
+an IPC server on a temp unix socket, real awsiotsdk IPC clients connected to it, a core per profile, and
+small helpers for hand-written recipes.
 
 Load with ``pytest_plugins = ["tests.gglocal_fixtures"]`` (test modules or the root conftest).
 """
@@ -7,15 +8,19 @@ Load with ``pytest_plugins = ["tests.gglocal_fixtures"]`` (test modules or the r
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
+from gglocal import Core
 from gglocal.server import IpcServer, short_socket_path
 
+from .gglocal_helpers import FAST_POLICY
 from .mqtt_broker import Mosquitto, MqttSubscriber
 
 
@@ -78,3 +83,25 @@ def ipc_client() -> Iterator[Callable[[IpcServer, str], Any]]:
     for client in clients:
         with contextlib.suppress(Exception):  # the test may have closed it, or the server went away first
             client.close().result(5)
+
+
+@pytest.fixture
+def core_for() -> Iterator[Callable[..., Core]]:
+    """Factory: ``core_for("lite", **options)`` -> a started Core in a short root under /tmp (so the IPC
+    socket sits at ``<root>/<socket name>``), stdout IoT Core into /dev/null; stopped and removed after."""
+    made: list[tuple[Core, Path, TextIO]] = []
+
+    def make(nucleus: str, **options: Any) -> Core:
+        root = Path(tempfile.mkdtemp(prefix="ggp", dir="/tmp"))
+        sink = open(os.devnull, "w")  # noqa: SIM115 - closed after the test
+        options.setdefault("restart_policy", FAST_POLICY)
+        core = Core(root, nucleus=nucleus, stdout=sink, **options)
+        core.start()
+        made.append((core, root, sink))
+        return core
+
+    yield make
+    for core, root, sink in made:
+        core.stop()
+        sink.close()
+        shutil.rmtree(root, ignore_errors=True)

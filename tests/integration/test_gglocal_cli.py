@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,34 +33,38 @@ while True:
 """
 
 
-def write_build(build: Path) -> None:
+def write_python_build(
+    build: Path, name: str, script: str, configuration: dict[str, Any], manifest: dict[str, Any]
+) -> None:
+    """A build with one component that runs ``script`` (an artifact) with this python; ``manifest`` gives
+    its Platform and the lifecycle key that runs it (as each core spells it)."""
     (build / "recipes").mkdir(parents=True)
-    artifacts = build / "artifacts" / "com.example.Echo" / "1.0.0"
+    artifacts = build / "artifacts" / name / "1.0.0"
     artifacts.mkdir(parents=True)
-    (artifacts / "echo.py").write_text(ECHO_SCRIPT)
+    (artifacts / "script.py").write_text(script)
     recipe = {
         "RecipeFormatVersion": "2020-01-25",
-        "ComponentName": "com.example.Echo",
+        "ComponentName": name,
         "ComponentVersion": "1.0.0",
-        "ComponentConfiguration": {
-            "DefaultConfiguration": {
-                "Message": "default",
-                "accessControl": {
-                    "aws.greengrass.ipc.mqttproxy": {
-                        "echo": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["cli/#"]}
-                    }
-                },
-            }
-        },
+        "ComponentConfiguration": {"DefaultConfiguration": configuration},
         "Manifests": [
             {
-                "Platform": {"os": "linux"},
-                "Artifacts": [{"URI": "s3://b/echo.py"}],
-                "Lifecycle": {"Run": f"{sys.executable} -u {{artifacts:path}}/echo.py"},
+                "Platform": manifest["Platform"],
+                "Artifacts": [{"URI": "s3://b/script.py"}],
+                "Lifecycle": {manifest["run"]: f"exec {sys.executable} -u {{artifacts:path}}/script.py"},
             }
         ],
     }
-    (build / "recipes" / "echo.json").write_text(json.dumps(recipe))
+    (build / "recipes" / f"{name}.json").write_text(json.dumps(recipe))
+
+
+def write_build(build: Path) -> None:
+    """The echo component, as recipes were written for the Java nucleus only."""
+    access = {"echo": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["cli/#"]}}
+    configuration = {"Message": "default", "accessControl": {"aws.greengrass.ipc.mqttproxy": access}}
+    write_python_build(
+        build, "com.example.Echo", ECHO_SCRIPT, configuration, {"Platform": {"os": "linux"}, "run": "Run"}
+    )
 
 
 def gglocal(*args: str) -> subprocess.CompletedProcess[str]:
@@ -165,3 +172,112 @@ def test_cli_deploy_fails_clearly_on_a_public_dependency(tmp_path: Path) -> None
     result = gglocal("deploy", "--recipe-dir", str(recipes), "--root", str(tmp_path / "root"))
     assert result.returncode == 2
     assert "aws.greengrass.Nucleus" in result.stderr and "cannot be run locally" in result.stderr
+
+
+VALIDATOR_SCRIPT = r"""
+import threading
+from awsiot.greengrasscoreipc import model
+from awsiot.greengrasscoreipc.clientv2 import GreengrassCoreIPCClientV2
+
+client = GreengrassCoreIPCClientV2()
+
+
+def on_event(events):
+    event = events.validate_configuration_update_event
+    top_k = event.configuration.get("TopK")
+    ok = top_k.isdigit() and 1 <= int(top_k) <= 10
+    report = model.ConfigurationValidityReport(
+        status="ACCEPTED" if ok else "REJECTED",
+        deployment_id=event.deployment_id,
+        message="" if ok else f"TopK must be 1 to 10, got {top_k!r}",
+    )
+    client.send_configuration_validity_report_async(configuration_validity_report=report)
+
+
+try:
+    client.subscribe_to_validate_configuration_updates(on_stream_event=on_event)
+except model.ServiceError:  # nucleus lite offers no validation
+    print("this core does not validate configuration", flush=True)
+open("ready", "w").close()
+threading.Event().wait()
+"""
+
+
+def write_validator_build(build: Path) -> None:
+    manifest = {"Platform": {"os": "linux", "runtime": "*"}, "run": "run"}
+    write_python_build(build, "com.example.Validator", VALIDATOR_SCRIPT, {"TopK": "5"}, manifest)
+
+
+@contextlib.contextmanager
+def standin(build: Path, root: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m gglocal deploy BUILD --root ROOT OPTIONS`` in the background, until its Validator is ready;
+    stopped with ``gglocal stop`` (killed if it will not) after."""
+    with (root.parent / f"{root.name}-stderr.log").open("w") as stderr:
+        command = [sys.executable, "-m", "gglocal", "deploy", str(build), "--root", str(root), *options]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            ready = root / "work" / "com.example.Validator" / "ready"
+            deadline = time.monotonic() + TIMEOUT
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert ready.exists(), Path(stderr.name).read_text()
+            yield process
+            assert gglocal("stop", "--root", str(root)).returncode == 0
+            assert process.wait(TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(TIMEOUT)
+
+
+def config(root: Path, merge: str) -> subprocess.CompletedProcess[str]:
+    return gglocal("config", "--root", str(root), "--component", "com.example.Validator", "--merge", merge)
+
+
+def test_cli_config_rejected_by_the_component_fails_with_its_message(tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    write_validator_build(build)
+    root = tmp_path / "root"
+    with standin(build, root, "--nucleus", "classic"):
+        rejected = config(root, '{"TopK": "0"}')
+        assert rejected.returncode == 2
+        assert "TopK must be 1 to 10, got '0'" in rejected.stderr
+        assert "Components reported that their to-be-deployed configuration is invalid" in rejected.stderr
+        full = json.loads(gglocal("status", "--root", str(root), "--json", "--full").stdout)
+        assert full["nucleus"] == "classic" and full["deployments"][-1]["status"] == "FAILED"
+        accepted = config(root, '{"TopK": "7"}')
+        assert (accepted.returncode, json.loads(accepted.stdout)) == (0, ["/TopK"])
+
+
+def test_cli_lite_refuses_a_classic_only_build_and_runs_a_portable_one(tmp_path: Path) -> None:
+    classic_only = tmp_path / "classic-only"
+    write_build(classic_only)  # Platform without runtime, Run spelt with a capital
+    refused = gglocal("deploy", str(classic_only), "--root", str(tmp_path / "refused"), "--nucleus", "lite")
+    assert refused.returncode == 2
+    assert "Skipping manifest as it does not include a runtime platform field." in refused.stderr
+    assert "nucleus lite runs none of its manifests" in refused.stderr
+
+    build = tmp_path / "portable"
+    write_validator_build(build)
+    root = tmp_path / "root"
+    with standin(build, root, "--nucleus", "lite", "--mqtt", "127.0.0.1:9"):
+        deadline = time.monotonic() + TIMEOUT
+        status = gglocal("status", "--root", str(root))
+        while "State: RUNNING" not in status.stdout and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = gglocal("status", "--root", str(root))
+        assert "Nucleus: lite" in status.stdout
+        assert "Errors (last hour): 0" in status.stdout and "Restarts: 0" in status.stdout
+        assert "IoT Core: broker 127.0.0.1:9 NOT CONNECTED; outbox 0/" in status.stdout
+        state = json.loads((root / "gglocal.json").read_text())
+        assert Path(state["ipc_socket"]).name == "gg-ipc.socket" and state["nucleus"] == "lite"
+        components = json.loads(gglocal("status", "--root", str(root), "--json").stdout)
+        assert set(components["com.example.Validator"]) == {
+            "version",
+            "state",
+            "errors",
+            "errors_total",
+            "restarts",
+        }
+        log = (root / "logs" / "com.example.Validator.log").read_text()
+        assert "this core does not validate configuration" in log

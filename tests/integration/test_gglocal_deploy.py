@@ -195,8 +195,14 @@ def test_deploy_runs_components_with_variables_env_restarts_and_stop(
 
         changed = core.update_config("com.example.Pub", {"Topic": "gglocal/test/updated"})
         assert changed == ["/Topic"]
-        after = subscriber.wait_for(4, TIMEOUT)
-        assert (after[-1].topic, after[-1].payload) == ("gglocal/test/updated", b"after-update")
+
+        def restarted(messages: list[Any]) -> bool:  # TOPIC is rendered from Topic: the nucleus restarts Pub
+            new = [m for m in messages if m.topic == "gglocal/test/updated" and m.payload.startswith(b'{"i"')]
+            return len(new) >= 3
+
+        assert restarted(subscriber.wait_until(restarted, TIMEOUT))
+        assert core.runner("com.example.Pub").restarts == 1
+        assert json.loads((work / "env.json").read_text())["env"]["TOPIC"] == "gglocal/test/updated"
 
         assert core.wait_for_state("com.example.Crash", {ComponentState.BROKEN}, TIMEOUT)
         crash_work = root / "work" / "com.example.Crash"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from gglocal import Core
 from gglocal.iotcore import IotMessage
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.outbox import Outbox
 from gglocal.server import IpcServer
+from tests.gglocal_helpers import wait_until
 
 if TYPE_CHECKING:
     from tests.mqtt_broker import Mosquitto, MqttSubscriber
@@ -116,3 +119,32 @@ def test_parse_host_port() -> None:
     assert parse_host_port("[::1]:1885") == ("::1", 1885)
     with pytest.raises(ValueError):
         parse_host_port("host:abc")
+
+
+def test_the_core_warns_while_the_broker_is_away_and_status_shows_the_outbox(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
+    ipc_client: Callable[[IpcServer, str], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    subscriber = mqtt_subscriber(["ordered/#"])
+    core = Core(tmp_path / "gg", mqtt=mosquitto.address, broker_warn_after_s=0.3, broker_warn_every_s=0.6)
+    with caplog.at_level(logging.INFO, logger="gglocal.broker_watch"), core:
+        assert core.ipc is not None and isinstance(core.iot, MqttBridge)
+        assert core.iot.wait_connected(TIMEOUT)
+        client = ipc_client(core.ipc, core.ipc.register_component("com.example.Pub", ACCESS))
+        mosquitto.stop()
+        assert wait_until(lambda: not core.iot_status()["connected"], TIMEOUT)
+        for index in range(3):
+            client.publish_to_iot_core_async(topic_name="ordered/x", qos="1", payload=str(index)).result(
+                TIMEOUT
+            )
+        status = core.status()["iot"]
+        assert (status["broker"], status["connected"], status["outbox"]) == (mosquitto.address, False, 3)
+        assert wait_until(lambda: caplog.text.count("cannot be reached") >= 2, TIMEOUT)  # early, then again
+        assert "3 message(s) wait in the outbox" in caplog.text
+        mosquitto.start()
+        assert len(subscriber.wait_for(3, TIMEOUT)) >= 3
+        assert wait_until(lambda: "reachable again" in caplog.text, TIMEOUT)
+        assert wait_until(lambda: core.iot_status()["outbox"] == 0, TIMEOUT)

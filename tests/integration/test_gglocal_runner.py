@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from gglocal import ComponentState, Core, RestartPolicy
-from gglocal.recipe import parse_lifecycle
-from gglocal.runner import ComponentRunner, ComponentSpec
+from gglocal.lifecycle import parse_lifecycle
+from gglocal.render import RenderedStep
+from gglocal.runner import ComponentRunner
+from gglocal.steps import ComponentSpec
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +26,20 @@ POLICY = RestartPolicy(max_errors=3, base_delay_s=0.05, max_delay_s=0.1, grace_s
 
 
 def runner(tmp_path: Path, lifecycle: dict[str, Any], **env: str) -> ComponentRunner:
+    parsed = parse_lifecycle(lifecycle)
+
+    def render(name: str) -> RenderedStep:
+        step = parsed.steps[name]
+        return RenderedStep(step.script, {**parsed.setenv, **step.setenv}, step.skipif)
+
     spec = ComponentSpec(
         name="com.example.T",
         version="1.0.0",
-        lifecycle=parse_lifecycle(lifecycle),
+        lifecycle=parsed,
         work_dir=tmp_path / "work",
         log_path=tmp_path / "logs" / "com.example.T.log",
         env={**os.environ, **env},
-        expand=lambda text: text.replace("{work:path}", str(tmp_path / "work")),
+        render=render,
     )
     return ComponentRunner(spec, policy=POLICY)
 

@@ -1,4 +1,5 @@
-"""Artifact installation: digests, unarchiving, permissions, zip-slip rejection."""
+"""Artifact installation: digests, unarchiving, permissions, zip-slip rejection (the Java nucleus); nucleus
+lite's copy-as-is of local deployments."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from gglocal.artifacts import install_artifacts, safe_extract, sha256_digest
 from gglocal.errors import ArtifactError
-from gglocal.recipe import parse_recipe, select_manifest
+from gglocal.recipe import Manifest, Recipe, parse_recipe
 
 
 def make_zip(path: Path, members: dict[str, bytes]) -> Path:
@@ -42,7 +43,7 @@ def test_symlink_members_are_rejected(tmp_path: Path) -> None:
         safe_extract(archive, tmp_path / "out")
 
 
-def recipe_with(artifacts: list[dict[str, object]]) -> tuple:
+def recipe_with(artifacts: list[dict[str, object]]) -> tuple[Recipe, Manifest]:
     recipe = parse_recipe(
         {
             "ComponentName": "com.example.A",
@@ -50,7 +51,7 @@ def recipe_with(artifacts: list[dict[str, object]]) -> tuple:
             "Manifests": [{"Platform": {"os": "*"}, "Artifacts": artifacts}],
         }
     )
-    return recipe, select_manifest(recipe, {"os": "linux"})
+    return recipe, recipe.manifests[0]
 
 
 def test_artifacts_are_copied_verified_and_unarchived(tmp_path: Path) -> None:
@@ -88,3 +89,29 @@ def test_missing_artifact_names_where_it_looked(tmp_path: Path) -> None:
     recipe, manifest = recipe_with([{"URI": "s3://b/missing.zip"}])
     with pytest.raises(ArtifactError, match=r"missing\.zip.*com\.example\.A/1\.0\.0"):
         install_artifacts(recipe, manifest, tmp_path / "build", tmp_path / "root")
+
+
+def test_lite_copies_the_artifact_folder_as_it_is_and_checks_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "build" / "com.example.A" / "1.0.0"
+    (source / "sub").mkdir(parents=True)
+    archive = make_zip(source / "app.zip", {"app/main.py": b"print(1)"})
+    (source / "sub" / "unlisted.txt").write_text("also copied")
+    (source / "run.sh").write_text("echo hi")
+    (source / "run.sh").chmod(0o750)
+    wrong = base64.b64encode(hashlib.sha256(b"other").digest()).decode()
+    recipe, manifest = recipe_with(
+        [
+            {"URI": "s3://b/app.zip", "Unarchive": "ZIP", "Digest": wrong, "Algorithm": "SHA-256"},
+            {"URI": "s3://b/run.sh", "Permission": {"Execute": "NONE", "Read": "OWNER"}},
+            {"URI": "s3://b/missing.bin"},
+        ]
+    )
+    installed = install_artifacts(recipe, manifest, tmp_path / "build", tmp_path / "root", archives=False)
+    assert (installed.artifacts_path / "app.zip").read_bytes() == archive.read_bytes()
+    assert (installed.artifacts_path / "sub" / "unlisted.txt").read_text() == "also copied"
+    # no Permission applied: the mode is the source file's
+    assert stat.S_IMODE((installed.artifacts_path / "run.sh").stat().st_mode) == 0o750
+    assert installed.decompressed_path.is_dir() and list(installed.decompressed_path.iterdir()) == []
+    assert not (installed.artifacts_path / "missing.bin").exists()
+    with pytest.raises(ArtifactError, match="digest mismatch"):  # the same build on the Java nucleus
+        install_artifacts(recipe, manifest, tmp_path / "build", tmp_path / "classic")

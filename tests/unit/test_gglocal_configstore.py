@@ -93,3 +93,32 @@ def test_helpers() -> None:
         pointer_parts("no-slash")
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}, "d": 4}) == {"a": {"b": 3, "c": 2}, "d": 4}
     assert diff_paths({"a": 1, "b": {"c": 1}}, {"a": 1, "b": {"c": 2}, "e": 0}) == [("b", "c"), ("e",)]
+
+
+def test_lite_reset_deletes_keys_without_restoring_defaults_or_telling_anyone() -> None:
+    store, events = store_with_events()
+    store.merge("c", {"Interval": "9"})
+    events.clear()
+    store.reset("c", ["/Interval", "/Mqtt/Topic"], restore_defaults=False, notify=False)
+    assert store.get("c") == {"Mqtt": {"Qos": "1"}, "List": [1, 2]}
+    assert events == []
+    store.reset("c", [""], restore_defaults=False, notify=False)
+    assert store.get("c") == {}
+
+
+def test_preview_shows_an_update_without_applying_it() -> None:
+    store, events = store_with_events()
+    store.merge("c", {"Interval": "9", "Extra": "x"})
+    events.clear()
+    proposed = store.preview("c", {"Mqtt": {"Qos": "0"}}, ["/Extra"])
+    assert proposed == {"Interval": "9", "Mqtt": {"Topic": "a", "Qos": "0"}, "List": [1, 2]}
+    assert store.get("c")["Extra"] == "x" and events == []
+
+
+def test_a_merge_with_a_timestamp_keeps_keys_changed_after_it() -> None:
+    store, _ = store_with_events()
+    store.merge("c", {"Interval": "9"})
+    changed_at = store.newest_change("c", ("Interval",))
+    store.merge("c", {"Interval": "1", "Mqtt": {"Topic": "b"}}, timestamp=changed_at - 10)
+    assert store.get("c", ("Interval",)) == "9"
+    assert store.get("c", ("Mqtt", "Topic")) == "b"

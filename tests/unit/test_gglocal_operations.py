@@ -1,4 +1,4 @@
-"""IPC operation handlers driven through a recording sink (no sockets)."""
+"""IPC operation handlers driven through a recording sink (no sockets), per core profile."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from gglocal.configstore import ConfigStore
 from gglocal.iotcore import IotDelivery, IotMessage
+from gglocal.nucleus import CLASSIC, LITE, NucleusProfile
 from gglocal.operations import Operations
 from gglocal.pubsub import PubSubBus
 from gglocal.rpc import MessageType, RpcMessage, Stream
@@ -54,12 +57,15 @@ ACCESS = {
 }
 
 
-def setup() -> tuple[Operations, ConfigStore, FakeIot, list[tuple[str, str]]]:
+def setup(
+    nucleus: NucleusProfile = CLASSIC,
+) -> tuple[Operations, ConfigStore, FakeIot, list[tuple[str, str]]]:
     config = ConfigStore()
     config.register("me", {**ACCESS, "Interval": "5", "Obj": {"a": 1}})
     iot = FakeIot()
     states: list[tuple[str, str]] = []
-    return Operations(config, PubSubBus(), iot, lambda c, s: states.append((c, s))), config, iot, states
+    ops = Operations(config, PubSubBus(), iot, lambda c, s: states.append((c, s)), nucleus)
+    return ops, config, iot, states
 
 
 def call(
@@ -128,14 +134,86 @@ def test_configuration_events_follow_the_response_and_stop_after_close() -> None
     assert len(sink.sent) == 2
 
 
-def test_stale_update_configuration_is_a_conflict() -> None:
-    ops, _, _, _ = setup()
+def test_stale_update_configuration_fails_on_classic_and_keeps_newer_keys_on_lite() -> None:
+    ops, config, _, _ = setup(CLASSIC)
     _, ok = call(ops, "UpdateConfiguration", {"keyPath": ["Obj"], "valueToMerge": {"z": 1}, "timestamp": 4e9})
     _, stale = call(
         ops, "UpdateConfiguration", {"keyPath": ["Obj"], "valueToMerge": {"z": 2}, "timestamp": 1.0}
     )
     assert ok.bodies() == [("aws.greengrass#UpdateConfigurationResponse", {})]
-    assert stale.bodies()[0][0] == "aws.greengrass#ConflictError"
+    model, body = stale.bodies()[0]
+    assert model == "aws.greengrass#FailedUpdateConditionCheckError"
+    assert body["message"] == "Proposed timestamp is older than the config's latest modified timestamp"
+    assert config.get("me", ["Obj"]) == {"a": 1, "z": 1}
+
+    ops, config, _, _ = setup(LITE)
+    call(ops, "UpdateConfiguration", {"keyPath": ["Obj"], "valueToMerge": {"z": 1}, "timestamp": 4e9})
+    _, stale = call(
+        ops, "UpdateConfiguration", {"keyPath": ["Obj"], "valueToMerge": {"z": 2, "y": 3}, "timestamp": 1.0}
+    )
+    assert stale.bodies() == [("aws.greengrass#UpdateConfigurationResponse", {})]
+    assert config.get("me", ["Obj"]) == {"a": 1, "z": 1, "y": 3}  # z was written after the timestamp
+
+
+@pytest.mark.parametrize("nucleus", [CLASSIC, LITE], ids=lambda n: n.name)
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        {"valueToMerge": {"accessControl": {"x": {}}}},
+        {"keyPath": ["accessControl", "aws.greengrass.ipc.mqttproxy"], "valueToMerge": {"p": {}}},
+        {"valueToMerge": {"Interval": "6", "AccessControl": {}}},
+    ],
+)
+def test_a_component_cannot_change_its_own_access_control(
+    nucleus: NucleusProfile, request_body: dict[str, Any]
+) -> None:
+    ops, config, _, _ = setup(nucleus)
+    _, sink = call(ops, "UpdateConfiguration", {**request_body, "timestamp": 4e9})
+    model, body = sink.bodies()[0]
+    assert model == "aws.greengrass#InvalidArgumentsError"
+    assert body["_message"] == nucleus.access_control_refusal
+    assert config.get("me", ["Interval"]) == "5"
+    assert config.get("me", ["accessControl"]) == ACCESS["accessControl"]
+
+
+def test_update_configuration_needs_a_timestamp_and_an_object() -> None:
+    ops, config, _, _ = setup()
+    _, no_time = call(ops, "UpdateConfiguration", {"valueToMerge": {"Interval": "6"}})
+    _, no_value = call(ops, "UpdateConfiguration", {"timestamp": 4e9})
+    assert no_time.bodies()[0][1]["message"] == "Timestamp is required"
+    assert no_value.bodies()[0][1]["message"] == "ValueToMerge is required"
+    assert config.get("me", ["Interval"]) == "5"
+
+
+def test_lite_errors_carry_no_message_field() -> None:
+    for nucleus, has_text in ((LITE, False), (CLASSIC, True)):
+        ops, _, _, _ = setup(nucleus)
+        _, denied = call(ops, "PublishToIoTCore", {"topicName": "other", "qos": "0"})
+        _, missing = call(ops, "GetConfiguration", {"keyPath": ["Nope"]})
+        for sink in (denied, missing):
+            body = sink.bodies()[0][1]
+            assert ("message" in body) is has_text, nucleus.name
+            assert body["_errorCode"] in ("UnauthorizedError", "ResourceNotFoundError")
+
+
+def test_validation_operations_exist_only_on_classic() -> None:
+    lite, _, _, _ = setup(LITE)
+    classic, _, _, _ = setup(CLASSIC)
+    for operation in ("SubscribeToValidateConfigurationUpdates", "SendConfigurationValidityReport"):
+        assert call(lite, operation, {})[1].bodies()[0][0] == "aws.greengrass#ServiceError"
+    assert call(lite, "DeferComponentUpdate", {})[1].bodies()[0][0] == "aws.greengrass#ServiceError"
+    _, subscribed = call(classic, "SubscribeToValidateConfigurationUpdates", {})
+    assert subscribed.bodies() == [("aws.greengrass#SubscribeToValidateConfigurationUpdatesResponse", {})]
+    _, unasked = call(
+        classic,
+        "SendConfigurationValidityReport",
+        {"configurationValidityReport": {"status": "ACCEPTED", "deploymentId": "d-1"}},
+    )
+    assert unasked.bodies()[0][1]["message"] == "Validation request either timed out or was never made"
+    _, no_id = call(
+        classic, "SendConfigurationValidityReport", {"configurationValidityReport": {"status": "ACCEPTED"}}
+    )
+    assert "deployment ID provided was null" in no_id.bodies()[0][1]["message"]
 
 
 def test_subscribe_to_iot_core_is_dropped_when_the_stream_closes() -> None:
@@ -149,6 +227,20 @@ def test_subscribe_to_iot_core_is_dropped_when_the_stream_closes() -> None:
     )
     stream.close()
     assert iot.subscriptions == []
+
+
+def test_subscribing_to_a_missing_key_is_not_found() -> None:
+    ops, _, _, _ = setup()
+    _, sink = call(ops, "SubscribeToConfigurationUpdate", {"keyPath": ["Nope"]})
+    assert sink.bodies()[0] == (
+        "aws.greengrass#ResourceNotFoundError",
+        {
+            "_service": "aws.greengrass#GreengrassCoreIPC",
+            "_message": "Key not found",
+            "_errorCode": "ResourceNotFoundError",
+            "message": "Key not found",
+        },
+    )
 
 
 def test_update_state_reports_to_the_sink() -> None:

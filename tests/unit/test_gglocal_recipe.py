@@ -1,4 +1,5 @@
-"""Recipe parsing, case-insensitive keys, manifest/platform selection and lifecycle normalization."""
+"""Recipe parsing, case-insensitive keys, the Java nucleus's manifest/platform selection and lifecycle
+normalization (nucleus lite's: test_gglocal_selection.py)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,21 @@ from typing import Any
 import pytest
 
 from gglocal.errors import RecipeError
-from gglocal.recipe import (
-    current_platform,
-    load_recipe,
-    parse_lifecycle,
-    parse_recipe,
-    platform_matches,
-    resolve_lifecycle,
-    select_manifest,
-)
+from gglocal.lifecycle import Lifecycle, parse_lifecycle
+from gglocal.nucleus import CLASSIC
+from gglocal.recipe import Manifest, Recipe, current_platform, load_recipe, parse_recipe
+from gglocal.selection import select
+from ggrules.cores import classic_platform_matches
 
 LINUX_AMD64 = {"os": "linux", "architecture": "amd64"}
+
+
+def select_manifest(recipe: Recipe, device: dict[str, str]) -> Manifest:
+    return select(recipe, device, CLASSIC).manifest
+
+
+def resolve_lifecycle(recipe: Recipe, device: dict[str, str] = LINUX_AMD64) -> Lifecycle:
+    return select(recipe, device, CLASSIC).lifecycle
 
 
 def recipe_doc(**overrides: Any) -> dict[str, Any]:
@@ -68,8 +73,7 @@ def test_top_level_and_nested_keys_are_case_insensitive() -> None:
         "manifests": [{"platform": {"OS": "linux"}, "lifecycle": {"run": {"script": "x", "timeout": 3}}}],
     }
     recipe = parse_recipe(doc)
-    manifest = select_manifest(recipe, LINUX_AMD64)
-    lifecycle = resolve_lifecycle(recipe, manifest)
+    lifecycle = resolve_lifecycle(recipe)
     assert recipe.default_configuration == {"Key": "v"}
     assert lifecycle.steps["Run"].script == "x"
     assert lifecycle.steps["Run"].timeout == 3
@@ -80,8 +84,8 @@ def test_first_matching_manifest_wins() -> None:
     manifest = select_manifest(recipe, LINUX_AMD64)
     assert manifest.artifacts[0].file_name == "app.zip"
     assert manifest.artifacts[0].execute == "ALL"
-    assert resolve_lifecycle(recipe, manifest).steps["Run"].script == "echo linux"
-    other = select_manifest(recipe, {"os": "darwin", "architecture": "amd64"})
+    assert resolve_lifecycle(recipe).steps["Run"].script == "echo linux"
+    other = {"os": "darwin", "architecture": "amd64"}
     assert resolve_lifecycle(recipe, other).steps["Run"].script == "echo fallback"
 
 
@@ -103,10 +107,14 @@ def test_no_matching_manifest_is_a_recipe_error() -> None:
         ({"architecture": "aarch64"}, False),
         ({"architecture.detail": "arm71"}, False),
         ({"architecture.detail": "*"}, True),
+        ({"os": "-linux"}, False),
+        ({"os": "/lin(/"}, False),
+        ({"runtime": "*"}, True),
+        ({"runtime": "aws_nucleus_lite"}, False),
     ],
 )
 def test_platform_matching(platform: dict[str, str], expected: bool) -> None:
-    assert platform_matches(platform, LINUX_AMD64) is expected
+    assert classic_platform_matches(platform, LINUX_AMD64) is expected
 
 
 def test_current_platform_maps_uname_machine() -> None:
@@ -121,10 +129,7 @@ def test_global_lifecycle_is_used_through_selections() -> None:
         Lifecycle={"all": {"Run": "all"}, "linux": {"Run": "from selection"}},
     )
     recipe = parse_recipe(doc)
-    assert (
-        resolve_lifecycle(recipe, select_manifest(recipe, LINUX_AMD64)).steps["Run"].script
-        == "from selection"
-    )
+    assert resolve_lifecycle(recipe).steps["Run"].script == "from selection"
 
 
 def test_lifecycle_steps_get_defaults_and_setenv() -> None:
@@ -170,7 +175,7 @@ def test_yaml_recipe_loads(tmp_path: Path) -> None:
     )
     recipe = load_recipe(path)
     assert recipe.name == "y.Comp"
-    assert resolve_lifecycle(recipe, select_manifest(recipe, LINUX_AMD64)).steps["Run"].script == "echo hi"
+    assert resolve_lifecycle(recipe).steps["Run"].script == "echo hi"
 
 
 def test_malformed_json_names_the_file(tmp_path: Path) -> None:

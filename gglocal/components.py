@@ -1,0 +1,174 @@
+"""The deployed components of one core: their runners, environment, rendered lifecycles and restarts.
+
+Each component gets an SVCUID, the profile's environment and a ``render`` for its runner: on the Java nucleus
+the lifecycle rendered at the deployment (``rerender`` renders it again after a configuration deployment
+and says which steps changed); on nucleus lite the script rendered at each start with the configuration of
+the moment. ``restart`` asks a running component to restart, or starts a FINISHED or BROKEN one anew (a
+deployment is what clears BROKEN).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gglocal.artifacts import artifact_dirs
+from gglocal.configstore import ConfigStore
+from gglocal.deployment import PlannedComponent
+from gglocal.environment import component_environment
+from gglocal.nucleus import NucleusProfile
+from gglocal.render import RenderedLifecycle, RenderedStep, render_classic, render_lite
+from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
+from gglocal.server import IpcServer
+from gglocal.steps import ComponentSpec
+from gglocal.variables import ComponentPaths, VariableContext
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CoreIdentity:
+    """What every component of a core shares: root, thing, region, profile, restart policy."""
+
+    root: Path
+    thing_name: str
+    region: str
+    nucleus: NucleusProfile
+    policy: RestartPolicy
+    echo: bool = False
+
+
+class ComponentSet:
+    """Runners by name, in deployment order; thread-safe."""
+
+    def __init__(self, identity: CoreIdentity, config: ConfigStore, ipc: IpcServer) -> None:
+        self.identity = identity
+        self._config = config
+        self._ipc = ipc
+        self._lock = threading.RLock()
+        self.planned: dict[str, PlannedComponent] = {}
+        self._runners: dict[str, ComponentRunner] = {}
+        self._rendered: dict[str, RenderedLifecycle] = {}
+
+    # -- variables and rendering -----------------------------------------------------------------
+    def _paths(self, name: str) -> ComponentPaths:
+        version = str(self.planned[name].recipe.version)
+        artifacts, unarchived = artifact_dirs(self.identity.root, name, version)
+        configuration = self._config.get(name) if self._config.has(name) else {}
+        return ComponentPaths(name, artifacts, unarchived, self.identity.root / "work" / name, configuration)
+
+    def _context(self, name: str) -> VariableContext:
+        deps = self.planned[name].dependencies
+        return VariableContext(
+            component=self._paths(name),
+            kernel_root=self.identity.root,
+            thing_name=self.identity.thing_name,
+            dependencies={d: self._paths(d) for d in deps if d in self.planned},
+        )
+
+    def _render(self, name: str, step: str) -> RenderedStep:
+        if self.identity.nucleus.lite_scripts:
+            return render_lite(self.planned[name].lifecycle, step, self._context(name))
+        with self._lock:
+            return self._rendered[name].step(step)
+
+    def rerender(self, name: str) -> set[str]:
+        """Render the lifecycle again (Java nucleus: a deployment changed the configuration); the steps
+        whose text changed, "Setenv" for the lifecycle's."""
+        with self._lock:
+            new = render_classic(self.planned[name].lifecycle, self._context(name))
+            old, self._rendered[name] = self._rendered[name], new
+        return new.changed(old)
+
+    # -- runners ---------------------------------------------------------------------------------
+    def add(self, planned: PlannedComponent, *, installed: bool = False) -> ComponentRunner:
+        """A runner for ``planned`` (not started), replacing any earlier one's place."""
+        identity = self.identity
+        name = planned.name
+        with self._lock:
+            self.planned[name] = planned
+            if not identity.nucleus.lite_scripts:
+                self._rendered[name] = render_classic(planned.lifecycle, self._context(name))
+            token = self._ipc.register_component(name)
+            env = component_environment(
+                identity.nucleus,
+                svcuid=token,
+                socket_path=self._ipc.socket_path,
+                thing_name=identity.thing_name,
+                region=identity.region,
+                root_ca=identity.root / "rootCA.pem",
+            )
+            spec = ComponentSpec(
+                name=name,
+                version=str(planned.recipe.version),
+                lifecycle=planned.lifecycle,
+                work_dir=identity.root / "work" / name,
+                log_path=identity.root / "logs" / f"{name}.log",
+                env=env,
+                render=lambda step: self._render(name, step),
+            )
+            dependencies = [self._runners[d] for d in planned.dependencies if d in self._runners]
+            runner = ComponentRunner(
+                spec,
+                policy=identity.policy,
+                nucleus=identity.nucleus,
+                dependencies=dependencies,
+                echo=identity.echo,
+                installed=installed,
+            )
+            self._runners[name] = runner
+        return runner
+
+    def stop(self, names: list[str]) -> None:
+        """Stop these components (in reverse order) and forget their runners."""
+        for name in reversed(names):
+            with self._lock:
+                runner = self._runners.pop(name, None)
+            if runner is not None:
+                runner.stop()
+
+    def stop_all(self) -> None:
+        """Stop every component in reverse deployment order (runners stay, for their final states)."""
+        for runner in reversed(list(self)):
+            runner.stop()
+
+    def restart(self, name: str, *, reinstall: bool = False) -> None:
+        """Restart a component for a deployment; a FINISHED or BROKEN one starts anew."""
+        runner = self.runner(name)
+        if runner.alive:
+            runner.request_restart(reinstall=reinstall)
+            return
+        broken = runner.state == ComponentState.BROKEN
+        logger.info("%s: %s; starting it again for the deployment", name, runner.state)
+        self.add(self.planned[name], installed=not (reinstall or broken)).start()
+
+    def runner(self, name: str) -> ComponentRunner:
+        with self._lock:
+            if name not in self._runners:
+                raise KeyError(f"component {name} is not deployed; deployed: {sorted(self._runners)}")
+            return self._runners[name]
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return name in self._runners
+
+    def __iter__(self) -> Iterator[ComponentRunner]:
+        with self._lock:
+            return iter(list(self._runners.values()))
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Per component: version, state, errors within the last hour, errors in all, restarts."""
+        return {
+            r.name: {
+                "version": r.spec.version,
+                "state": str(r.state),
+                "errors": r.errors,
+                "errors_total": r.errors_total,
+                "restarts": r.restarts,
+            }
+            for r in self
+        }

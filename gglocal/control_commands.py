@@ -1,0 +1,49 @@
+"""What a running stand-in answers on its control socket (``gglocal.control`` carries the requests).
+
+* ``{"cmd": "status"}`` -> ``{"nucleus": "lite"|"classic", "components": {name: {version, state, errors,
+  errors_total, restarts}}, "iot": {broker, connected, outbox, outbox_limit, dropped, delivered},
+  "deployments": [{id, kind, status, message}]}`` (``errors``: within the last hour).
+* ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"]}`` -> a configuration deployment:
+  ``{"changed": ["/p", ...], "deployment": {"id", "status": "SUCCEEDED"|"FAILED", "message"}}``. A
+  deployment a component rejected is answered (``ok`` true) with status FAILED and the nucleus's message;
+  an unknown component is an error (``ok`` false).
+* ``{"cmd": "stop"}`` -> ``{}``, and the stand-in stops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from gglocal.control import CommandHandler
+from gglocal.errors import ConfigurationValidationError
+
+if TYPE_CHECKING:
+    from gglocal.core import Core
+
+
+class ControlCommands:
+    """The handlers of one core's control socket."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+
+    def table(self) -> dict[str, CommandHandler]:
+        return {"status": self.status, "config": self.config, "stop": self.stop}
+
+    def status(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._core.status()
+
+    def config(self, request: dict[str, Any]) -> dict[str, Any]:
+        merge = request.get("merge") or {}
+        reset = request.get("reset") or []
+        if not isinstance(merge, dict) or not isinstance(reset, list):
+            raise ValueError("merge must be an object and reset a list of JSON pointers")
+        try:
+            changed = self._core.update_config(str(request.get("component")), merge, reset)
+        except ConfigurationValidationError:
+            changed = []
+        return {"changed": changed, "deployment": self._core.deployments[-1]}
+
+    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._core.stop_requested.set()
+        return {}

@@ -1,0 +1,138 @@
+"""What each real core does where a component can tell: the profiles of nucleus lite and the Java nucleus.
+
+A :class:`NucleusProfile` is the one place a behaviour that differs between the cores is decided; every
+other module asks the profile. Sources: ``shared/reference/greengrass-real-cores.md`` (nucleus lite 2.6.0,
+measured), and the public sources of aws-greengrass-lite (v2.6.0) and aws-greengrass-nucleus (the files named
+per field). ``PROFILES`` is keyed by the ``--nucleus`` name; ``profile(name)`` refuses an unknown one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NUCLEUS = "classic"
+VALIDATION_OPERATIONS = frozenset(
+    {"SubscribeToValidateConfigurationUpdates", "SendConfigurationValidityReport"}
+)
+
+
+@dataclass(frozen=True)
+class NucleusProfile:
+    """One core's behaviour, field by field."""
+
+    name: str
+    core: str
+    """The core's name in ``ggrules.cores`` ("lite" or "classic"), whose recipe rules apply."""
+    version: str
+    """``GGC_VERSION`` given to components."""
+    ipc_socket: str
+    """The IPC socket's name under the root: lite ``gg-ipc.socket`` (ggipcd), Java ``ipc.socket``."""
+    legacy_socket_variable: bool
+    """``AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH`` is set beside ``..._FOR_COMPONENT`` (Java, not lite)."""
+    ca_bundle_variable: bool
+    """``AWS_CA_BUNDLE`` is set to the root CA (lite, measured)."""
+    exact_keys: bool
+    """Lifecycle and step keys read as written (lite) instead of case-insensitively (Java ``Topics``)."""
+    yaml_strings: bool
+    """Every YAML scalar is a string, numbers and booleans too (lite's libyaml reader, ggl-yaml)."""
+    installs_archives: bool
+    """A local deployment unarchives ZIPs, checks digests, applies ``Permission`` and refuses a missing
+    artifact (Java DeploymentService). Lite copies the artifact folder as it is and leaves
+    ``artifacts-unarchived`` empty ("Assuming recipe artifacts are found on-disk.")."""
+    lite_scripts: bool
+    """Scripts are rendered as lite's recipe-runner writes them: ``Setenv`` as single-quoted ``export`` lines,
+    substituted values escaped for double quotes, paths ending in ``/``, configuration read at each start,
+    the script cut off at the first variable it cannot substitute. Otherwise the Java nucleus's
+    ``KernelConfigResolver``: rendered at deployment, unresolvable variables left as written."""
+    errored_restarts: bool
+    """UpdateState ERRORED stops and restarts the component (Java ``Lifecycle``); lite's gghealthd ignores
+    it."""
+    error_limit: str
+    """When errors make a component BROKEN: "per-state" (Java: 3 errors in one state, each within an hour of
+    the one before, cleared by leaving the state normally) or "start-limit" (lite's systemd units:
+    ``StartLimitBurst=3`` starts per ``StartLimitInterval=3600``)."""
+    restart_delay_s: float
+    """Delay before a restart after an error: none in the Java nucleus, ``RestartSec=1`` in lite's units."""
+    error_text: bool
+    """Error responses carry ``message`` (Java); lite sends only ``_message``/``_errorCode``, so the SDK's
+    exception text is empty."""
+    reset_deletes: bool
+    """A deployment's RESET deletes the keys, restores no default and sends no event (lite ggdeploymentd);
+    the Java nucleus resets to the recipe default and notifies subscribers."""
+    stale_update_fails: bool
+    """UpdateConfiguration older than the stored value fails with FailedUpdateConditionCheckError (Java
+    ``ConfigStoreIPCEventStreamAgent``); lite's ggconfigd keeps the newer values and answers success."""
+    validates_configuration: bool
+    """SubscribeToValidateConfigurationUpdates and SendConfigurationValidityReport are served, and a
+    configuration deployment waits for the components' reports (Java
+    DynamicComponentConfigurationValidator)."""
+    config_deployment_restarts: bool
+    """A configuration-only deployment restarts each component it changes (lite may; emulated strictly). The
+    Java nucleus restarts only a component whose rendered lifecycle changed (GenericExternalService)."""
+    runs_shutdown: bool
+    """The Shutdown step runs on stop (Java); lite: "'shutdown' phase isn't currently supported"."""
+    access_control_refusal: str
+    """InvalidArgumentsError text when a component updates its own ``accessControl`` over IPC."""
+    unsupported_operations: frozenset[str]
+    """Operations this core does not serve (answered ServiceError)."""
+
+
+LITE = NucleusProfile(
+    name="lite",
+    core="lite",
+    version="2.6.0",
+    ipc_socket="gg-ipc.socket",
+    legacy_socket_variable=False,
+    ca_bundle_variable=True,
+    exact_keys=True,
+    yaml_strings=True,
+    installs_archives=False,
+    lite_scripts=True,
+    errored_restarts=False,
+    error_limit="start-limit",
+    restart_delay_s=1.0,
+    error_text=False,
+    reset_deletes=True,
+    stale_update_fails=False,
+    validates_configuration=False,
+    config_deployment_restarts=True,
+    runs_shutdown=False,
+    access_control_refusal="Config update is not allowed for following field [accessControl]",
+    unsupported_operations=VALIDATION_OPERATIONS | {"DeferComponentUpdate"},
+)
+
+CLASSIC = NucleusProfile(
+    name="classic",
+    core="classic",
+    version="2.14.0",
+    ipc_socket="ipc.socket",
+    legacy_socket_variable=True,
+    ca_bundle_variable=False,
+    exact_keys=False,
+    yaml_strings=False,
+    installs_archives=True,
+    lite_scripts=False,
+    errored_restarts=True,
+    error_limit="per-state",
+    restart_delay_s=0.0,
+    error_text=True,
+    reset_deletes=False,
+    stale_update_fails=True,
+    validates_configuration=True,
+    config_deployment_restarts=False,
+    runs_shutdown=True,
+    access_control_refusal="Config update is not allowed for following fields [accessControl]",
+    unsupported_operations=frozenset(),
+)
+
+PROFILES = {p.name: p for p in (LITE, CLASSIC)}
+
+
+def profile(name: str | NucleusProfile) -> NucleusProfile:
+    """The profile named ``name`` ("lite" or "classic"); a profile passes through."""
+    if isinstance(name, NucleusProfile):
+        return name
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown nucleus {name!r}; use one of {', '.join(sorted(PROFILES))}") from None
