@@ -20,6 +20,7 @@ from types import FrameType
 from gglocal.core import Core
 from gglocal.errors import ControlError, GgLocalError
 from gglocal.outbox import DEFAULT_LIMIT
+from gglocal.private import PrivateFileHandler
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +146,7 @@ def _stop(args: argparse.Namespace) -> int:
 def configure_logging(level: str, log_file: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(PrivateFileHandler(log_file))  # 0600 in a 0700 folder
     logging.basicConfig(
         level=level.upper(), handlers=handlers, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
     )

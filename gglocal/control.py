@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_client.sockets import claim_socket_path
+from agent_client.sockets import bind_owner_only
 from gglocal.errors import ControlError, GgLocalError
+from gglocal.private import write_private_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,7 @@ class ControlServer:
         self.failures = 0
 
     def start(self) -> None:
-        claim_socket_path(self.socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
-        listener.listen(8)
-        self._listener = listener
+        self._listener = bind_owner_only(self.socket_path, 8)
         self._thread.start()
 
     def stop(self) -> None:
@@ -112,7 +109,8 @@ def _read_line(conn: socket.socket) -> bytes:
 
 
 def write_state_file(root: Path, **paths: str) -> None:
-    (root / STATE_FILE).write_text(json.dumps(paths, indent=2) + "\n", encoding="utf-8")
+    """``<root>/gglocal.json``, replaced atomically, owner-only (0600)."""
+    write_private_text(root / STATE_FILE, json.dumps(paths, indent=2) + "\n")
 
 
 def read_state_file(root: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from gglocal.errors import ControlError, DeploymentError
 from gglocal.iotcore import IotCore, StdoutIotCore
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.outbox import DEFAULT_LIMIT, Outbox
+from gglocal.private import private_dir
 from gglocal.recipe import current_platform
 from gglocal.runner import ComponentRunner, ComponentSpec, ComponentState, RestartPolicy
 from gglocal.server import IpcServer, short_socket_path
@@ -124,8 +125,10 @@ class Core:
             )
 
     def _make_layout(self) -> None:
-        for folder in ("packages/artifacts", "packages/artifacts-unarchived", "work", "logs", "data"):
+        for folder in ("packages/artifacts", "packages/artifacts-unarchived", "work"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
+        for folder in ("logs", "data"):  # result payloads, component output: owner-only
+            private_dir(self.root / folder)
 
     def _start_iot_core(self) -> None:
         if self.mqtt is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gglocal.iotcore import IotMessage
+from gglocal.private import touch_private
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ class Outbox:
         self.limit = limit
         self.dropped = 0
         self._cond = threading.Condition()
+        if str(path) != ":memory:":
+            touch_private(Path(path))  # SQLite gives its -wal and -shm files the database file's mode
         self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=5.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)

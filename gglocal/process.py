@@ -16,16 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from gglocal.private import append_private, private_dir
+
 logger = logging.getLogger(__name__)
 
 PUMP_JOIN_S = 2.0
 
 
 class ComponentLog:
-    """``<root>/logs/<name>.log`` in the nucleus' line format; optionally echoed to our stderr."""
+    """``<root>/logs/<name>.log`` in the nucleus' line format, owner-only; optionally echoed to our stderr."""
 
     def __init__(self, path: Path, component: str, *, echo: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self.component = component
         self.echo = echo
@@ -49,7 +51,7 @@ class ComponentLog:
         )
         line = message.split(". ", 1)[-1]
         with self._lock:
-            with self.path.open("a", encoding="utf-8") as handle:
+            with append_private(self.path) as handle:
                 handle.write(text)
             if self.echo and echo:
                 sys.stderr.write(f"[{self.component}] {line}\n")

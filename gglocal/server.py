@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent_client.sockets import MAX_SOCKET_PATH, claim_socket_path
+from agent_client.sockets import MAX_SOCKET_PATH, bind_owner_only
 from gglocal.configstore import ConfigStore
 from gglocal.connection import ServerConnection
 from gglocal.iotcore import IotCore, StdoutIotCore
@@ -84,11 +84,7 @@ class IpcServer:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        claim_socket_path(self.socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
-        listener.listen(64)
-        self._listener = listener
+        self._listener = bind_owner_only(self.socket_path, 64)
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name="gglocal-ipc-accept", daemon=True
         )
