@@ -19,6 +19,7 @@ from types import FrameType
 
 from gglocal.core import Core
 from gglocal.errors import ControlError, GgLocalError
+from gglocal.iotcore import status_lines
 from gglocal.outbox import DEFAULT_LIMIT
 from gglocal.private import PrivateFileHandler
 
@@ -114,12 +115,15 @@ def _deploy(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from gglocal.control import send_command
 
-    components = send_command(args.root, {"cmd": "status"})["components"]
+    reply = send_command(args.root, {"cmd": "status"})
+    components = reply["components"]
     if args.json:
         print(json.dumps(components, indent=2))
         return 0
     for name, info in components.items():
         print(f"Component Name: {name}\n    Version: {info['version']}\n    State: {info['state']}")
+    for line in status_lines(reply.get("iot", {})):
+        print(line)
     return 0
 
 

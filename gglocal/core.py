@@ -314,7 +314,7 @@ class Core:
 
     # -- control commands ------------------------------------------------------------------------
     def _cmd_status(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"components": self.states()}
+        return {"components": self.states(), "iot": self.iot.status() if self.iot is not None else {}}
 
     def _cmd_config(self, request: dict[str, Any]) -> dict[str, Any]:
         merge = request.get("merge") or {}
