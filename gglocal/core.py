@@ -31,6 +31,7 @@ from gglocal.deployment import (
 )
 from gglocal.errors import ControlError, DeploymentError
 from gglocal.iotcore import IotCore, StdoutIotCore
+from gglocal.leftovers import ProcessRecord, stop_leftovers
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.outbox import DEFAULT_LIMIT, Outbox
 from gglocal.private import private_dir
@@ -75,6 +76,7 @@ class Core:
         self._control: ControlServer | None = None
         self._planned: dict[str, PlannedComponent] = {}
         self._runners: dict[str, ComponentRunner] = {}
+        self._processes: ProcessRecord | None = None
         self._lock = threading.RLock()
         self._started = False
 
@@ -84,6 +86,8 @@ class Core:
             return
         self._refuse_if_running()
         self._make_layout()
+        stop_leftovers(self.root / "data")  # of a stand-in that died with this root, before anything starts
+        self._processes = ProcessRecord(self.root / "data")
         self._start_iot_core()
         self._start_ipc_server()
         self._start_control()
@@ -94,6 +98,8 @@ class Core:
         if not self._started:
             return
         self.stop_components()
+        if self._processes is not None:
+            self._processes.close()
         self._stop_control()
         self._stop_ipc_server()
         self._stop_iot_core()
@@ -264,6 +270,7 @@ class Core:
             log_path=self.root / "logs" / f"{name}.log",
             env=env,
             expand=expand_variables,
+            processes=self._processes,
         )
         dependencies = [self._runners[d] for d in deps if d in self._runners]
         return ComponentRunner(spec, policy=self.restart_policy, dependencies=dependencies, echo=self.verbose)

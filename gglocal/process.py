@@ -1,5 +1,10 @@
 """Lifecycle script processes: spawn ``sh -c`` in its own process group, copy output to the component log,
-and stop a whole process group (SIGTERM, then SIGKILL after a grace period)."""
+and stop a whole process group (SIGTERM, then SIGKILL after a grace period).
+
+On Linux the group is led by a guard (gglocal.guard) that stops the group should the stand-in die, and the
+group is noted in the stand-in's ProcessRecord (gglocal.leftovers), whose instance id every process of the
+script carries in its environment, so that the next stand-in can stop whatever escaped.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from gglocal.leftovers import ProcessRecord
 from gglocal.private import append_private, private_dir
 
 logger = logging.getLogger(__name__)
 
 PUMP_JOIN_S = 2.0
+GUARD = Path(__file__).with_name("guard.py")
+
+
+def script_command(script: str) -> list[str]:
+    """``sh -c script``, led by the guard where the kernel has PR_SET_PDEATHSIG (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return ["sh", "-c", script]
+    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "sh", "-c", script]
 
 
 class ComponentLog:
@@ -70,15 +84,17 @@ class ScriptProcess:
         env: Mapping[str, str],
         log: ComponentLog,
         state_of: Callable[[], str],
+        processes: ProcessRecord | None = None,
     ) -> None:
         self.step = step
         self._log = log
         self._state_of = state_of
+        self._processes = processes
         self._exit_logged = False
         self.popen = subprocess.Popen(
-            ["sh", "-c", script],
+            script_command(script),
             cwd=str(cwd),
-            env=dict(env),
+            env={**env, **(processes.environment if processes else {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -92,6 +108,8 @@ class ScriptProcess:
         ]
         for pump in self._pumps:
             pump.start()
+        if processes is not None:
+            processes.add(self.popen.pid)
         log.event(
             f"shell-runner-start. pid={self.popen.pid}, command={script!r}", step=step, state=state_of()
         )
@@ -119,6 +137,8 @@ class ScriptProcess:
         if not self._exit_logged:
             self._exit_logged = True
             self._log.event(f"shell-runner-exit. exitCode={code}", step=self.step, state=self._state_of())
+            if not self._group_alive():
+                self._forget_group()
         return code
 
     def terminate(self, grace_s: float) -> int | None:
@@ -129,13 +149,30 @@ class ScriptProcess:
             code = self.poll(0.05)
             if code is not None:
                 self._signal_group(signal.SIGKILL)  # leftovers in the group
+                self._forget_group()
                 return code
         logger.warning(
             "%s %s did not stop within %.1f s; killing it", self._log.component, self.step, grace_s
         )
         self._signal_group(signal.SIGKILL)
-        return self.poll(grace_s)
+        code = self.poll(grace_s)
+        self._forget_group()
+        return code
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
+
+    def _group_alive(self) -> bool:
+        """Whether anything is left in the script's process group (e.g. a daemon a Startup started)."""
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _forget_group(self) -> None:
+        if self._processes is not None:
+            self._processes.remove(self.popen.pid)

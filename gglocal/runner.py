@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from gglocal.leftovers import ProcessRecord
 from gglocal.process import ComponentLog, ScriptProcess
 from gglocal.recipe import Lifecycle, Step
 
@@ -69,6 +70,7 @@ class ComponentSpec:
     log_path: Path
     env: Mapping[str, str]
     expand: Callable[[str], str]
+    processes: ProcessRecord | None = None  # where the stand-in notes the process groups it starts
 
 
 class ComponentRunner:
@@ -184,6 +186,7 @@ class ComponentRunner:
                 env=env,
                 log=self._log,
                 state_of=lambda: str(self.state),
+                processes=self.spec.processes,
             )
             if not force:
                 self._proc = proc
