@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import socket
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gglocal.codec import EventMessage, MessageDecoder, encode_message
@@ -23,6 +24,7 @@ from gglocal.connection import protocol_error
 from gglocal.errors import FramingError
 from gglocal.netloop import Verdict
 from gglocal.rpc import PROTOCOL_VERSION, VERSION, MessageType, RpcMessage
+from gglocal.throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +49,24 @@ class HandshakeHost(Protocol):
         """Serve the authenticated connection from now on."""
 
 
+@dataclass(frozen=True)
+class HandshakeLogs:
+    """Throttles shared by all handshakes of a server: a flood of bad clients writes a line per 10 s."""
+
+    refusals: LogThrottle = field(default_factory=LogThrottle)
+    protocol_errors: LogThrottle = field(default_factory=LogThrottle)
+
+
 class Handshake:
     """One connection before authentication: a netloop Session."""
 
-    def __init__(self, sock: socket.socket, name: str, host: HandshakeHost, max_message: int) -> None:
+    def __init__(
+        self, sock: socket.socket, name: str, host: HandshakeHost, max_message: int, logs: HandshakeLogs
+    ) -> None:
         self.name = name
         self._sock = sock
         self._host = host
+        self._logs = logs
         self._decoder = MessageDecoder(max_message)
         self._component: str | None = None
         self._backlog: list[EventMessage] = []
@@ -72,7 +85,13 @@ class Handshake:
                 if verdict is not Verdict.READ_MORE and verdict is not Verdict.HANDED_OFF:
                     return verdict
         except FramingError as exc:
-            logger.warning("%s: protocol error before CONNECT: %s; closing", self.name, exc)
+            if (held := self._logs.protocol_errors.ready()) is not None:
+                logger.warning(
+                    "%s: protocol error before CONNECT: %s; closing (%d more not logged)",
+                    self.name,
+                    exc,
+                    held,
+                )
             self._send(protocol_error(str(exc)))
             with contextlib.suppress(OSError):
                 self._sock.shutdown(socket.SHUT_WR)
@@ -80,7 +99,7 @@ class Handshake:
         return Verdict.HANDED_OFF if self._component is not None else Verdict.READ_MORE
 
     def close(self, reason: str) -> None:
-        logger.info("%s: closing an unauthenticated connection: %s", self.name, reason)
+        logger.debug("%s: closing an unauthenticated connection: %s", self.name, reason)
 
     def take_over(self) -> None:
         assert self._component is not None
@@ -100,16 +119,16 @@ class Handshake:
         token = _auth_token(message.payload)
         component = self._host.authenticate(token) if token else None
         if component is None:
-            logger.warning("%s: refused connection with an unknown SVCUID", self.name)
-            return self._refuse()
+            return self._refuse("refused connection with an unknown SVCUID")
         reason = self._host.refuse_reason(component)
         if reason is not None:
-            logger.warning("%s: refused a connection of %s: %s", self.name, component, reason)
-            return self._refuse()
+            return self._refuse(f"refused a connection of {component}: {reason}")
         self._component = component
         return Verdict.HANDED_OFF
 
-    def _refuse(self) -> Verdict:
+    def _refuse(self, why: str) -> Verdict:
+        if (held := self._logs.refusals.ready()) is not None:
+            logger.warning("%s: %s (%d more refusals not logged)", self.name, why, held)
         self._send(RpcMessage(MessageType.CONNECT_ACK, 0))
         return Verdict.LINGER
 

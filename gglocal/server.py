@@ -33,7 +33,7 @@ from agent_client.sockets import MAX_SOCKET_PATH, bind_owner_only
 from gglocal.codec import EventMessage, MessageDecoder
 from gglocal.configstore import ConfigStore
 from gglocal.connection import ServerConnection
-from gglocal.handshake import Handshake
+from gglocal.handshake import Handshake, HandshakeLogs
 from gglocal.iotcore import IotCore, StdoutIotCore
 from gglocal.netloop import SessionLimits, SessionLoop
 from gglocal.operations import Operations, StateSink
@@ -109,6 +109,7 @@ class IpcServer:
         self._connections: list[ServerConnection] = []
         self._listener: socket.socket | None = None
         self._loop: SessionLoop | None = None
+        self._handshake_logs = HandshakeLogs()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -176,7 +177,7 @@ class IpcServer:
 
     # -- HandshakeHost ---------------------------------------------------------------------------
     def _open_handshake(self, sock: socket.socket, name: str) -> Handshake:
-        return Handshake(sock, name, self, self.limits.max_preauth_bytes)
+        return Handshake(sock, name, self, self.limits.max_preauth_bytes, self._handshake_logs)
 
     def authenticate(self, token: str) -> str | None:
         with self._lock:

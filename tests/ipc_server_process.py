@@ -16,14 +16,9 @@ from pathlib import Path
 
 from gglocal.iotcore import StdoutIotCore
 from gglocal.server import IpcServer
+from tests.gglocal_builds import publish_access
 
-ACCESS = {
-    "accessControl": {
-        "aws.greengrass.ipc.mqttproxy": {
-            "p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["probe/#"]}
-        }
-    }
-}
+ACCESS = publish_access("probe/#")
 
 
 def vm_hwm_kib() -> int:

@@ -15,26 +15,19 @@ import pytest
 
 from gglocal import ComponentState, Core, RestartPolicy
 from gglocal.control import MAX_REQUEST, read_state_file, send_command
+from tests.gglocal_builds import write_component
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 20.0
-RECIPE = {
-    "RecipeFormatVersion": "2020-01-25",
-    "ComponentName": "com.example.Idle",
-    "ComponentVersion": "1.0.0",
-    "ComponentConfiguration": {"DefaultConfiguration": {"Message": "default"}},
-    "Manifests": [{"Platform": {"os": "*"}, "Lifecycle": {"Run": "sleep 60"}}],
-}
 
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Core]:
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "idle.json").write_text(json.dumps(RECIPE))
+    build = tmp_path / "build"
+    write_component(build, "com.example.Idle", {"Run": "sleep 60"}, configuration={"Message": "default"})
     core = Core(tmp_path / "root", restart_policy=RestartPolicy(grace_s=1.0))
-    core.deploy(recipe_dir=recipes)
+    core.deploy(build)
     assert core.wait_for_state("com.example.Idle", {ComponentState.RUNNING}, TIMEOUT)
     yield core
     core.stop()

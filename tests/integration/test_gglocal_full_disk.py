@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.gglocal_builds import publish_access, write_component
+
 if TYPE_CHECKING:
     from tests.mqtt_broker import Mosquitto, MqttSubscriber, Received
 
@@ -53,32 +55,13 @@ time.sleep(300)
 
 
 def write_build(build: Path, sync: Path) -> None:
-    (build / "recipes").mkdir(parents=True)
-    artifacts = build / "artifacts" / "com.example.Results" / "1.0.0"
-    artifacts.mkdir(parents=True)
-    (artifacts / "publisher.py").write_text(PUBLISHER)
-    recipe = {
-        "RecipeFormatVersion": "2020-01-25",
-        "ComponentName": "com.example.Results",
-        "ComponentVersion": "1.0.0",
-        "ComponentConfiguration": {
-            "DefaultConfiguration": {
-                "accessControl": {
-                    "aws.greengrass.ipc.mqttproxy": {
-                        "p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["full/#"]}
-                    }
-                }
-            }
-        },
-        "Manifests": [
-            {
-                "Platform": {"os": "linux"},
-                "Artifacts": [{"URI": "s3://b/publisher.py"}],
-                "Lifecycle": {"Run": f"{sys.executable} -u {{artifacts:path}}/publisher.py {sync}"},
-            }
-        ],
-    }
-    (build / "recipes" / "results.json").write_text(json.dumps(recipe))
+    write_component(
+        build,
+        "com.example.Results",
+        {"Run": f"{sys.executable} -u {{artifacts:path}}/main.py {sync}"},
+        script=PUBLISHER,
+        configuration=publish_access("full/#"),
+    )
 
 
 def wait_for_file(path: Path, timeout: float = TIMEOUT) -> dict[str, str]:

@@ -25,18 +25,13 @@ from gglocal.codec import MessageDecoder, encode_message
 from gglocal.iotcore import StdoutIotCore
 from gglocal.rpc import MessageType, RpcMessage
 from gglocal.server import IpcServer, ServerLimits
+from tests.gglocal_builds import publish_access, wait_until
 
 pytest_plugins = ["tests.gglocal_fixtures"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
-ACCESS = {
-    "accessControl": {
-        "aws.greengrass.ipc.mqttproxy": {
-            "p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["probe/#"]}
-        }
-    }
-}
+ACCESS = publish_access("probe/#")
 ClientFactory = Callable[[IpcServer, str], Any]
 
 
@@ -60,15 +55,6 @@ def raw_connect(path: Path) -> socket.socket:
     sock.connect(str(path))  # blocking: waits while the listen backlog is full
     sock.settimeout(TIMEOUT)
     return sock
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def closed_by_server(sock: socket.socket) -> bool:
@@ -110,7 +96,7 @@ def test_1100_idle_connections_do_not_lock_out_a_real_client(
         server = make_server(ServerLimits(max_unauthenticated=2048, auth_timeout_s=60.0))
         idle = [raw_connect(server.socket_path) for _ in range(1100)]
         try:
-            assert wait_until(lambda: server.unauthenticated_count == 1100)
+            assert wait_until(lambda: server.unauthenticated_count == 1100, TIMEOUT)
             highest_fd = max(int(fd) for fd in Path("/proc/self/fd").iterdir() for fd in [fd.name])
             assert highest_fd > 2 * 1100, "the server holds descriptors far beyond FD_SETSIZE (1024)"
             client = ipc_client(server, server.register_component("com.example.Pub", ACCESS))
@@ -131,7 +117,7 @@ def test_past_the_unauthenticated_limit_the_oldest_waiting_connection_makes_room
     server = make_server(ServerLimits(max_unauthenticated=4, auth_timeout_s=60.0))
     idle = [raw_connect(server.socket_path) for _ in range(10)]
     try:
-        assert wait_until(lambda: server.unauthenticated_count == 4)
+        assert wait_until(lambda: server.unauthenticated_count == 4, TIMEOUT)
         for sock in idle[:6]:
             assert closed_by_server(sock)
         client = ipc_client(server, server.register_component("com.example.Pub", ACCESS))
@@ -157,7 +143,7 @@ def test_authenticated_connections_past_the_limit_are_refused_with_a_clear_log_l
     assert "refused a connection of com.example.Pub: 2 IPC connections are open, the limit" in caplog.text
     publish_once(first)
     second.close().result(TIMEOUT)
-    assert wait_until(lambda: server.connection_count == 1)
+    assert wait_until(lambda: server.connection_count == 1, TIMEOUT)
     publish_once(ipc_client(server, svcuid))
 
 

@@ -10,13 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from gglocal.leftovers import MARKER, RECORD, ProcessRecord, stop_leftovers
 from gglocal.process import ComponentLog, ScriptProcess
+from tests.gglocal_builds import wait_until, write_component
 
 pytestmark = pytest.mark.integration
 
@@ -36,31 +36,10 @@ time.sleep(300)
 
 
 def write_build(build: Path, sync: Path) -> None:
-    (build / "recipes").mkdir(parents=True)
-    for name, script, lifecycle in (
-        ("com.example.Worker", WORKER, {"Run": f"{sys.executable} -u {{artifacts:path}}/main.py {sync}"}),
-        (
-            "com.example.Daemon",
-            DAEMON,
-            {"Startup": f"setsid {sys.executable} {{artifacts:path}}/main.py {sync} >/dev/null 2>&1 &"},
-        ),
-    ):
-        artifacts = build / "artifacts" / name / "1.0.0"
-        artifacts.mkdir(parents=True)
-        (artifacts / "main.py").write_text(script)
-        recipe = {
-            "RecipeFormatVersion": "2020-01-25",
-            "ComponentName": name,
-            "ComponentVersion": "1.0.0",
-            "Manifests": [
-                {
-                    "Platform": {"os": "linux"},
-                    "Artifacts": [{"URI": "s3://b/main.py"}],
-                    "Lifecycle": lifecycle,
-                }
-            ],
-        }
-        (build / "recipes" / f"{name}.json").write_text(json.dumps(recipe))
+    run = f"{sys.executable} -u {{artifacts:path}}/main.py {sync}"
+    write_component(build, "com.example.Worker", {"Run": run}, script=WORKER)
+    daemon = f"setsid {sys.executable} {{artifacts:path}}/main.py {sync} >/dev/null 2>&1 &"
+    write_component(build, "com.example.Daemon", {"Startup": daemon}, script=DAEMON)
 
 
 def alive(pid: int) -> bool:
@@ -69,16 +48,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(predicate: object, timeout: float = TIMEOUT) -> bool:
-    assert callable(predicate)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def pids(sync: Path, kind: str) -> set[int]:
@@ -105,7 +74,7 @@ def test_a_sigkilled_stand_in_leaves_nothing_running_and_the_next_starts_no_dupl
     decoys: list[subprocess.Popen[bytes]] = []
     second: subprocess.Popen[bytes] | None = None
     try:
-        assert wait_until(lambda: pids(sync, "worker") and pids(sync, "daemon"))
+        assert wait_until(lambda: pids(sync, "worker") and pids(sync, "daemon"), TIMEOUT)
         (worker,), (daemon,) = pids(sync, "worker"), pids(sync, "daemon")
         first.send_signal(signal.SIGKILL)
         first.wait(TIMEOUT)
@@ -123,7 +92,7 @@ def test_a_sigkilled_stand_in_leaves_nothing_running_and_the_next_starts_no_dupl
         record_path.write_text(json.dumps(record))
 
         second = deploy(build, root, tmp_path / "second.log")
-        assert wait_until(lambda: len(pids(sync, "worker")) == 2 and len(pids(sync, "daemon")) == 2)
+        assert wait_until(lambda: len(pids(sync, "worker")) == 2 and len(pids(sync, "daemon")) == 2, TIMEOUT)
         assert not alive(daemon), "the next stand-in stopped the dead one's daemon before starting anything"
         assert [p for p in pids(sync, "worker") | pids(sync, "daemon") if alive(p)] == [
             p for p in pids(sync, "worker") | pids(sync, "daemon") if p not in (worker, daemon)

@@ -18,6 +18,7 @@ import pytest
 
 from gglocal.outbox import Outbox
 from gglocal.private import PrivateFileHandler, write_private_text
+from tests.gglocal_builds import write_component
 
 if TYPE_CHECKING:
     from tests.mqtt_broker import Mosquitto
@@ -34,19 +35,7 @@ def mode(path: Path) -> int:
 
 
 def write_build(build: Path) -> None:
-    (build / "recipes").mkdir(parents=True)
-    recipe = {
-        "RecipeFormatVersion": "2020-01-25",
-        "ComponentName": "com.example.Quiet",
-        "ComponentVersion": "1.0.0",
-        "Manifests": [
-            {
-                "Platform": {"os": "linux"},
-                "Lifecycle": {"Run": f'{sys.executable} -u -c "{QUIET}"'},
-            }
-        ],
-    }
-    (build / "recipes" / "quiet.json").write_text(json.dumps(recipe))
+    write_component(build, "com.example.Quiet", {"Run": f'{sys.executable} -u -c "{QUIET}"'})
 
 
 def wait_for_text(path: Path, text: str, timeout: float = TIMEOUT) -> bool:

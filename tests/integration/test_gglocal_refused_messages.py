@@ -18,6 +18,7 @@ from gglocal.iotcore import IotMessage
 from gglocal.mqtt_bridge import MqttBridge
 from gglocal.outbox import Outbox
 from gglocal.server import IpcServer
+from tests.gglocal_builds import publish_access
 from tests.mqtt_broker import Mosquitto
 
 if TYPE_CHECKING:
@@ -27,13 +28,7 @@ pytest_plugins = ["tests.gglocal_fixtures"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
-ACCESS = {
-    "accessControl": {
-        "aws.greengrass.ipc.mqttproxy": {
-            "p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["*"]}
-        }
-    }
-}
+ACCESS = publish_access("*")
 
 
 def unique(payloads: list[bytes]) -> list[bytes]:
