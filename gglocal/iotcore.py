@@ -24,7 +24,9 @@ class IotMessage:
 
 
 class IotCore(Protocol):
-    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted."""
+    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted,
+    or raises IpcOperationError (InvalidArgumentsError: IoT Core would refuse it; OutboxError: it cannot
+    be stored now)."""
 
     def start(self) -> None: ...
 
