@@ -20,6 +20,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,18 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _other_processes() -> Iterator[Path]:
+    """``/proc/<pid>`` of every process but this one."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            yield entry
+
+
 def _carrying(instance: str) -> list[int]:
     """Processes (other than this one) whose environment holds ``GGLOCAL_INSTANCE=<instance>``."""
     wanted = f"{MARKER}={instance}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for entry in _other_processes():
         try:
             environ = (entry / "environ").read_bytes()
         except OSError:  # gone, or another user's
@@ -140,6 +146,19 @@ def _carrying(instance: str) -> list[int]:
         if wanted in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    members = []
+    for entry in _other_processes():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp
+            members.append(int(entry.name))
+    return members
 
 
 def _command(pid: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -19,22 +20,67 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from gglocal.leftovers import ProcessRecord
+from gglocal.leftovers import ProcessRecord, group_members
 from gglocal.private import append_private, private_dir
 
 logger = logging.getLogger(__name__)
 
 PUMP_JOIN_S = 2.0
 GUARD = Path(__file__).with_name("guard.py")
+GUARDED = sys.platform.startswith("linux")  # the guard needs PR_SET_PDEATHSIG
+REPORT_TIMEOUT_S = 10.0
+GUARD_REAP_S = 2.0
 
 
-def script_command(script: str) -> list[str]:
-    """``sh -c script``, led by the guard where the kernel has PR_SET_PDEATHSIG (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return ["sh", "-c", script]
-    return [sys.executable, "-I", "-S", str(GUARD), str(os.getpid()), "sh", "-c", script]
+def _spawn(script: str, **popen: Any) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``sh -c script`` in a new process group, led by the guard where there is one; the Popen (of
+    the group leader) and the pid of the script itself, as the guard reports it."""
+    if not GUARDED:
+        process = subprocess.Popen(["sh", "-c", script], start_new_session=True, **popen)
+        return process, process.pid
+    read_fd, write_fd = os.pipe()
+    try:
+        command = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(GUARD),
+            str(os.getpid()),
+            str(write_fd),
+            "sh",
+            "-c",
+            script,
+        ]
+        process = subprocess.Popen(command, start_new_session=True, pass_fds=(write_fd,), **popen)
+    finally:
+        os.close(write_fd)
+    try:
+        return process, _read_pid(read_fd) or process.pid
+    finally:
+        os.close(read_fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    """One ``<pid>\n`` line from ``fd``, waiting at most REPORT_TIMEOUT_S; None when none came."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + REPORT_TIMEOUT_S
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
+            break
+        chunk = os.read(fd, 32)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return int(data)
+    except ValueError:
+        logger.warning("the lifecycle guard reported no pid (%r); using its own", data)
+        return None
 
 
 class ComponentLog:
@@ -91,14 +137,13 @@ class ScriptProcess:
         self._state_of = state_of
         self._processes = processes
         self._exit_logged = False
-        self.popen = subprocess.Popen(
-            script_command(script),
+        self.popen, self._pid = _spawn(
+            script,
             cwd=str(cwd),
             env={**env, **(processes.environment if processes else {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
         )
         self._pumps = [
             threading.Thread(
@@ -110,13 +155,12 @@ class ScriptProcess:
             pump.start()
         if processes is not None:
             processes.add(self.popen.pid)
-        log.event(
-            f"shell-runner-start. pid={self.popen.pid}, command={script!r}", step=step, state=state_of()
-        )
+        log.event(f"shell-runner-start. pid={self._pid}, command={script!r}", step=step, state=state_of())
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        """The script's own process (``sh``, or what it execs); its group is led by the guard."""
+        return self._pid
 
     def _pump(self, pipe: IO[bytes] | None, name: str) -> None:
         if pipe is None:
@@ -154,10 +198,21 @@ class ScriptProcess:
         logger.warning(
             "%s %s did not stop within %.1f s; killing it", self._log.component, self.step, grace_s
         )
-        self._signal_group(signal.SIGKILL)
+        self._kill_group()
         code = self.poll(grace_s)
         self._forget_group()
         return code
+
+    def _kill_group(self) -> None:
+        """SIGKILL the process group; the guard last, so that it reaps the script and exits as it did."""
+        if GUARDED:
+            for pid in group_members(self.popen.pid):
+                if pid != self.popen.pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(GUARD_REAP_S)
+        self._signal_group(signal.SIGKILL)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

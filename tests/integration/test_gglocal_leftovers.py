@@ -159,3 +159,19 @@ def test_stop_leftovers_stops_only_the_marked_processes_of_a_dead_stand_in(tmp_p
             if process.poll() is None:
                 process.kill()
                 process.wait(TIMEOUT)
+
+
+def test_the_pid_reported_is_the_script_s_own_in_a_group_the_guard_leads(tmp_path: Path) -> None:
+    log = ComponentLog(tmp_path / "logs" / "c.log", "com.example.C")
+    script = ScriptProcess(
+        "echo $$ > pid; exec sleep 30", step="Run", cwd=tmp_path, env=dict(os.environ), log=log, state_of=str
+    )
+    try:
+        assert wait_until(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text(), TIMEOUT)
+        assert script.pid == int((tmp_path / "pid").read_text()) != script.popen.pid
+        assert os.getpgid(script.pid) == script.popen.pid, "the guard leads the script's process group"
+        os.kill(script.pid, signal.SIGKILL)  # the script dies: the guard reports how
+        assert script.poll(TIMEOUT) == -signal.SIGKILL
+        assert f"shell-runner-start. pid={script.pid}," in (tmp_path / "logs" / "c.log").read_text()
+    finally:
+        script.terminate(1.0)
