@@ -16,13 +16,15 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
 import socket
 import stat
 import struct
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,11 @@ class FolderCheck:
     folder: Path
     shared: bool
     problem: str | None
+
+
+OWNER_ONLY_UMASK = 0o177  # what bind() creates is rw for the owner only
+
+_umask_lock = threading.Lock()
 
 
 def check_socket_path_length(path: Path) -> None:
@@ -250,3 +257,31 @@ def verify_agent_socket(path: Path, trusted_uids: frozenset[int]) -> FolderCheck
             f"user may be impersonating the agent; {remedy}"
         )
     return folder
+
+
+@contextlib.contextmanager
+def owner_only_umask() -> Iterator[None]:
+    """Sets the process umask to 0o177 for the block, so that a socket bound inside it is 0600 from its
+    first moment. The umask is per process: keep the block to the bind() call; blocks are serialised."""
+    with _umask_lock:
+        previous = os.umask(OWNER_ONLY_UMASK)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+
+def bind_owner_only(path: Path, backlog: int) -> socket.socket:
+    """A listening unix socket at path that only its owner can connect to (0600 from its first moment).
+
+    Claims the path first (claim_socket_path: a dead server's socket is removed, anything else refused)."""
+    claim_socket_path(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with owner_only_umask():
+            listener.bind(str(path))
+        listener.listen(backlog)
+    except OSError:
+        listener.close()
+        raise
+    return listener

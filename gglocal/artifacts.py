@@ -76,26 +76,121 @@ def _mode_bits(artifact: Artifact) -> int:
     return bits
 
 
-def safe_extract(archive: Path, destination: Path, mode: int | None = None) -> list[Path]:
-    """Extract a ZIP into ``destination``; refuses any member that would land outside it (zip-slip)."""
+@dataclass(frozen=True)
+class ExtractLimits:
+    """What one archive may unpack to. ``max_bytes`` in all (and never more than the free disk space less
+    ``keep_free``); per member, at most ``max_ratio`` times its compressed size once past ``ratio_floor``
+    bytes (small files may compress any amount). Bytes are counted as written, not taken from headers."""
+
+    max_bytes: int = 2 * 1024**3
+    max_ratio: float = 100.0
+    ratio_floor: int = 1024 * 1024
+    keep_free: int = 64 * 1024 * 1024
+
+
+def _checked_members(
+    archive: Path, bundle: zipfile.ZipFile, destination: Path
+) -> list[tuple[zipfile.ZipInfo, Path]]:
+    """Every member with its target, refusing zip-slip and symbolic links."""
+    members = []
+    for member in bundle.infolist():
+        target = (destination / member.filename).resolve()
+        if member.filename.startswith(("/", "\\")) or not target.is_relative_to(destination):
+            raise ArtifactError(
+                f"{archive.name}: member {member.filename!r} would extract outside {destination}"
+            )
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise ArtifactError(f"{archive.name}: member {member.filename!r} is a symbolic link")
+        members.append((member, target))
+    return members
+
+
+class _Unpacker:
+    """Writes the members of one archive within its byte budget, counting the bytes as they are written."""
+
+    def __init__(self, archive: Path, bundle: zipfile.ZipFile, destination: Path, limits: ExtractLimits):
+        self.archive = archive
+        self.bundle = bundle
+        self.limits = limits
+        self.written = 0
+        free = shutil.disk_usage(destination).free
+        if free - limits.keep_free < limits.max_bytes:
+            self.budget = max(free - limits.keep_free, 0)
+            self.bound = f"the free disk space ({free} bytes) less {limits.keep_free}"
+        else:
+            self.budget, self.bound = limits.max_bytes, "ExtractLimits.max_bytes"
+
+    def ratio_cap(self, member: zipfile.ZipInfo) -> float:
+        return max(self.limits.ratio_floor, self.limits.max_ratio * max(member.compress_size, 1))
+
+    def refuse_declared(self, members: list[zipfile.ZipInfo]) -> None:
+        """Refuse from the headers alone, before anything is written, what they say is too much."""
+        declared = sum(member.file_size for member in members)
+        if declared > self.budget:
+            raise self._too_much(f"unpacks to {declared} bytes, more than {self.budget} ({self.bound})")
+        for member in members:
+            if member.file_size > self.ratio_cap(member):
+                raise self._too_much(
+                    f"member {member.filename!r} unpacks {member.compress_size} bytes to {member.file_size}"
+                )
+
+    def unpack(self, member: zipfile.ZipInfo, target: Path) -> None:
+        own = 0
+        try:
+            with self.bundle.open(member) as source, target.open("wb") as out:
+                while chunk := source.read(_CHUNK):
+                    own += len(chunk)
+                    if self.written + own > self.budget:
+                        raise self._too_much(f"unpacks to more than {self.budget} bytes ({self.bound})")
+                    if own > self.ratio_cap(member):
+                        raise self._too_much(
+                            f"member {member.filename!r} unpacks to more than {self.limits.max_ratio:g} times"
+                            f" its {member.compress_size} compressed bytes"
+                        )
+                    out.write(chunk)
+        except OSError as exc:
+            raise ArtifactError(f"{self.archive.name}: cannot unpack {member.filename!r}: {exc}") from exc
+        finally:
+            self.written += own
+
+    def _too_much(self, what: str) -> ArtifactError:
+        return ArtifactError(
+            f"{self.archive.name}: {what}; refused as a possible zip bomb (limits: ExtractLimits, at most"
+            f" {self.limits.max_ratio:g} times the compressed size per member)"
+        )
+
+
+def safe_extract(
+    archive: Path, destination: Path, mode: int | None = None, limits: ExtractLimits | None = None
+) -> list[Path]:
+    """Extract a ZIP into ``destination``; refuses members that would land outside it (zip-slip), symbolic
+    links, and archives that unpack to more than ``limits`` allow (zip bombs). A refused archive leaves
+    nothing of what it wrote."""
     destination = destination.resolve()
+    created = not destination.exists()
     extracted: list[Path] = []
     with zipfile.ZipFile(archive) as bundle:
-        members = bundle.infolist()
-        for member in members:
-            target = (destination / member.filename).resolve()
-            if member.filename.startswith(("/", "\\")) or not target.is_relative_to(destination):
-                raise ArtifactError(
-                    f"{archive.name}: member {member.filename!r} would extract outside {destination}"
-                )
-            if stat.S_ISLNK(member.external_attr >> 16):
-                raise ArtifactError(f"{archive.name}: member {member.filename!r} is a symbolic link")
+        members = _checked_members(archive, bundle, destination)
         destination.mkdir(parents=True, exist_ok=True)
-        for member in members:
-            path = Path(bundle.extract(member, destination))
-            if mode is not None and path.is_file():
-                path.chmod(mode)
-            extracted.append(path)
+        try:
+            unpacker = _Unpacker(archive, bundle, destination, limits or ExtractLimits())
+            unpacker.refuse_declared([member for member, _ in members])
+            for member, target in members:
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                extracted.append(target)
+                unpacker.unpack(member, target)
+                if mode is not None:
+                    target.chmod(mode)
+        except BaseException:
+            if created:
+                shutil.rmtree(destination, ignore_errors=True)
+            else:
+                for path in extracted:
+                    path.unlink(missing_ok=True)
+            raise
     return extracted
 
 

@@ -23,8 +23,10 @@ from types import FrameType
 from gglocal.control import IO_TIMEOUT_S, read_state_file, send_command
 from gglocal.core import Core
 from gglocal.errors import ControlError, GgLocalError
+from gglocal.iotcore import status_lines
 from gglocal.nucleus import DEFAULT_NUCLEUS, PROFILES
 from gglocal.outbox import DEFAULT_LIMIT
+from gglocal.private import PrivateFileHandler
 from gglocal.validation import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
@@ -145,13 +147,8 @@ def _status(args: argparse.Namespace) -> int:
             f"Component Name: {name}\n    Version: {info['version']}\n    State: {info['state']}\n"
             f"    Errors (last hour): {info.get('errors', 0)}\n    Restarts: {info.get('restarts', 0)}"
         )
-    iot = status.get("iot") or {}
-    if iot.get("broker"):
-        link = "connected" if iot.get("connected") else "NOT CONNECTED"
-        depth = f"{iot.get('outbox', 0)}/{iot.get('outbox_limit')}"
-        print(f"IoT Core: broker {iot['broker']} {link}; outbox {depth} message(s)")
-    else:
-        print("IoT Core: stdout (no --mqtt broker)")
+    for line in status_lines(status.get("iot") or {}):
+        print(line)
     return 0
 
 
@@ -185,8 +182,7 @@ def _stop(args: argparse.Namespace) -> int:
 def configure_logging(level: str, log_file: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(PrivateFileHandler(log_file))  # 0600 in a 0700 folder
     logging.basicConfig(
         level=level.upper(), handlers=handlers, format="%(asctime)s [%(levelname)s] %(name)s: %(message)s"
     )

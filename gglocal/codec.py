@@ -199,12 +199,12 @@ def _decode_headers(raw: bytes) -> tuple[Header, ...]:
     return tuple(headers)
 
 
-def _check_prelude(prelude: bytes) -> tuple[int, int]:
+def _check_prelude(prelude: bytes, limit: int = MAX_MESSAGE_LEN) -> tuple[int, int]:
     total, headers_len, crc = struct.unpack(">III", prelude)
     if zlib.crc32(prelude[:8]) != crc:
         raise FramingError("prelude CRC mismatch")
-    if not MIN_MESSAGE_LEN <= total <= MAX_MESSAGE_LEN:
-        raise FramingError(f"message length {total} outside {MIN_MESSAGE_LEN}..{MAX_MESSAGE_LEN}")
+    if not MIN_MESSAGE_LEN <= total <= limit:
+        raise FramingError(f"message length {total} outside {MIN_MESSAGE_LEN}..{limit}")
     if headers_len > min(MAX_HEADERS_LEN, total - MIN_MESSAGE_LEN):
         raise FramingError(f"headers length {headers_len} too large for message length {total}")
     return total, headers_len
@@ -225,16 +225,24 @@ def decode_message(data: bytes) -> EventMessage:
 
 
 class MessageDecoder:
-    """Incremental decoder: feed bytes as they arrive, get complete messages back."""
+    """Incremental decoder: feed bytes as they arrive, get complete messages back.
 
-    def __init__(self) -> None:
+    ``limit`` bounds one message (and so what the decoder buffers): a prelude announcing more raises
+    FramingError as soon as its 12 bytes are in, before any of the body is held. It may be raised later,
+    e.g. once a connection is authenticated, up to the protocol's ``MAX_MESSAGE_LEN``.
+    """
+
+    def __init__(self, limit: int = MAX_MESSAGE_LEN) -> None:
+        if not MIN_MESSAGE_LEN <= limit <= MAX_MESSAGE_LEN:
+            raise ValueError(f"message limit must be within {MIN_MESSAGE_LEN}..{MAX_MESSAGE_LEN}")
+        self.limit = limit
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[EventMessage]:
         self._buffer += data
         messages: list[EventMessage] = []
         while len(self._buffer) >= PRELUDE_LEN:
-            total, _ = _check_prelude(bytes(self._buffer[:PRELUDE_LEN]))
+            total, _ = _check_prelude(bytes(self._buffer[:PRELUDE_LEN]), self.limit)
             if len(self._buffer) < total:
                 break
             messages.append(decode_message(bytes(self._buffer[:total])))

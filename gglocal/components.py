@@ -20,6 +20,7 @@ from gglocal.artifacts import artifact_dirs
 from gglocal.configstore import ConfigStore
 from gglocal.deployment import PlannedComponent
 from gglocal.environment import component_environment
+from gglocal.leftovers import ProcessRecord
 from gglocal.nucleus import NucleusProfile
 from gglocal.render import RenderedLifecycle, RenderedStep, render_classic, render_lite
 from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
@@ -40,6 +41,7 @@ class CoreIdentity:
     nucleus: NucleusProfile
     policy: RestartPolicy
     echo: bool = False
+    processes: ProcessRecord | None = None  # the process groups started, for the next stand-in's cleanup
 
 
 class ComponentSet:
@@ -110,6 +112,7 @@ class ComponentSet:
                 log_path=identity.root / "logs" / f"{name}.log",
                 env=env,
                 render=lambda step: self._render(name, step),
+                processes=identity.processes,
             )
             dependencies = [self._runners[d] for d in planned.dependencies if d in self._runners]
             runner = ComponentRunner(

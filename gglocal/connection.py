@@ -1,8 +1,10 @@
-"""One client connection of the IPC server: handshake, ping, stream table, reader and writer threads.
+"""One authenticated client connection of the IPC server: ping, stream table, reader and writer threads.
 
-The reader thread decodes frames and dispatches operations in order; a writer thread drains a bounded
-outgoing queue so that a slow client never blocks publishers (events are dropped and counted when the
-queue is full; responses wait up to ``SEND_TIMEOUT_S``).
+A connection gets here from the handshake (gglocal.handshake) once its CONNECT named a known SVCUID; its
+first message out is the CONNECT_ACK. The reader thread decodes frames and dispatches operations in order;
+a writer thread drains a bounded outgoing queue so that a slow client never blocks publishers (events are
+dropped and counted when the queue is full; responses wait up to ``SEND_TIMEOUT_S``). The reader waits
+with ``poll()``, which, unlike ``select()``, works for any descriptor number.
 """
 
 from __future__ import annotations
@@ -14,34 +16,30 @@ import queue
 import select
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
-from gglocal.codec import MessageDecoder, encode_message
+from gglocal.codec import MAX_MESSAGE_LEN, EventMessage, MessageDecoder, encode_message
 from gglocal.errors import FramingError
-from gglocal.rpc import (
-    CONNECTION_ACCEPTED,
-    OPERATION,
-    PROTOCOL_VERSION,
-    VERSION,
-    MessageType,
-    RpcMessage,
-    Stream,
-)
+from gglocal.rpc import CONNECTION_ACCEPTED, OPERATION, MessageType, RpcMessage, Stream
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.25
+POLL_MS = int(POLL_S * 1000)
 SEND_TIMEOUT_S = 5.0
-REJECT_LINGER_S = 2.0
 OUTGOING_QUEUE = 1000
 
 
 class ConnectionHandler(Protocol):
-    """What a connection needs from the server: authentication and operation dispatch."""
-
-    def authenticate(self, token: str) -> str | None: ...
+    """What a connection needs from the server: operation dispatch."""
 
     def open_stream(self, stream: Stream, request: RpcMessage) -> None: ...
+
+
+def protocol_error(text: str) -> RpcMessage:
+    """The PROTOCOL_ERROR sent before a connection is closed for breaking the protocol."""
+    return RpcMessage(MessageType.PROTOCOL_ERROR, 0, 0, (), json.dumps({"message": text}).encode())
 
 
 class _Flush:
@@ -50,14 +48,30 @@ class _Flush:
 
 
 class ServerConnection:
-    """Serves one accepted unix-socket connection until EOF, a protocol error, or close()."""
+    """Serves one authenticated unix-socket connection until EOF, a protocol error, or close().
 
-    def __init__(self, sock: socket.socket, handler: ConnectionHandler, name: str) -> None:
+    ``decoder`` holds what the client sent after its CONNECT and ``backlog`` the messages already decoded
+    from it; both are handled before anything else is read.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        handler: ConnectionHandler,
+        name: str,
+        component: str,
+        *,
+        decoder: MessageDecoder | None = None,
+        backlog: Sequence[EventMessage] = (),
+    ) -> None:
         self.name = name
-        self.component: str | None = None
+        self.component = component
         self.dropped_events = 0
         self._sock = sock
         self._handler = handler
+        self._decoder = decoder or MessageDecoder()
+        self._decoder.limit = MAX_MESSAGE_LEN
+        self._backlog = tuple(backlog)
         self._outgoing: queue.Queue[RpcMessage | _Flush | None] = queue.Queue(OUTGOING_QUEUE)
         self._streams: dict[int, Stream] = {}
         self._streams_lock = threading.Lock()
@@ -68,7 +82,10 @@ class ServerConnection:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
+        """Accept the connection (CONNECT_ACK first) and start serving it."""
         self._sock.settimeout(SEND_TIMEOUT_S)
+        logger.info("%s: component %s connected", self.name, self.component)
+        self.send(RpcMessage(MessageType.CONNECT_ACK, CONNECTION_ACCEPTED))
         self._writer.start()
         self._reader.start()
 
@@ -136,19 +153,20 @@ class ServerConnection:
                 return
 
     def _read_loop(self) -> None:
-        decoder = MessageDecoder()
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
         try:
+            for frame in self._backlog:
+                self._handle(RpcMessage.from_event_message(frame))
             while not self._closed.is_set():
-                ready, _, _ = select.select([self._sock], [], [], POLL_S)
-                if not ready:
+                if not poller.poll(POLL_MS):
                     continue
                 data = self._sock.recv(65536)
                 if not data:
                     logger.debug("%s: client closed the connection", self.name)
                     return
-                for frame in decoder.feed(data):
-                    if not self._handle(RpcMessage.from_event_message(frame)):
-                        return
+                for frame in self._decoder.feed(data):
+                    self._handle(RpcMessage.from_event_message(frame))
         except FramingError as exc:
             logger.warning("%s: protocol error: %s", self.name, exc)
             self._protocol_error(str(exc))
@@ -159,56 +177,21 @@ class ServerConnection:
             self.close()
 
     # -- message handling ------------------------------------------------------------------------
-    def _handle(self, message: RpcMessage) -> bool:
-        """Handle one message; False ends the connection."""
+    def _handle(self, message: RpcMessage) -> None:
+        """Handle one message; FramingError ends the connection."""
         kind = message.message_type
         if kind == MessageType.PING:
             echo = tuple(h for h in message.headers if not h.name.startswith(":"))
             self.send(RpcMessage(MessageType.PING_RESPONSE, 0, 0, echo, message.payload))
-            return True
-        if self.component is None:
-            if kind != MessageType.CONNECT:
-                raise FramingError(f"{kind.name} received before CONNECT")
-            return self._connect(message)
+            return
         if kind == MessageType.CONNECT:
             raise FramingError("CONNECT received twice")
         if kind in (MessageType.APPLICATION_MESSAGE, MessageType.APPLICATION_ERROR) and message.stream_id > 0:
             self._on_stream_message(message)
-            return True
-        if kind == MessageType.PING_RESPONSE:
-            return True
-        raise FramingError(f"unexpected {kind.name} on stream {message.stream_id}")
-
-    def _connect(self, message: RpcMessage) -> bool:
-        if message.get(VERSION) != PROTOCOL_VERSION:
-            raise FramingError(f"unsupported :version {message.get(VERSION)!r}, expected {PROTOCOL_VERSION}")
-        try:
-            token = str(json.loads(message.payload or b"{}").get("authToken", ""))
-        except (ValueError, AttributeError):
-            token = ""
-        component = self._handler.authenticate(token) if token else None
-        if component is None:
-            logger.warning("%s: refused connection with an unknown SVCUID", self.name)
-            self.send(RpcMessage(MessageType.CONNECT_ACK, 0))
-            self._linger()
-            return False
-        self.component = component
-        logger.info("%s: component %s connected", self.name, component)
-        self.send(RpcMessage(MessageType.CONNECT_ACK, CONNECTION_ACCEPTED))
-        return True
-
-    def _linger(self) -> None:
-        """After a refusal, flush the CONNECT_ACK and give the client time to close first."""
-        flush = _Flush()
-        try:
-            self._outgoing.put(flush, timeout=SEND_TIMEOUT_S)
-        except queue.Full:
             return
-        flush.done.wait(REJECT_LINGER_S)
-        ready, _, _ = select.select([self._sock], [], [], REJECT_LINGER_S)
-        if ready:
-            with contextlib.suppress(OSError):
-                self._sock.recv(65536)
+        if kind == MessageType.PING_RESPONSE:
+            return
+        raise FramingError(f"unexpected {kind.name} on stream {message.stream_id}")
 
     def _on_stream_message(self, message: RpcMessage) -> None:
         sid = message.stream_id
@@ -225,15 +208,13 @@ class ServerConnection:
         operation = message.get(OPERATION)
         if not isinstance(operation, str) or message.terminates:
             raise FramingError(f"stream {sid} opened without an operation header")
-        assert self.component is not None
         stream = Stream(self, sid, operation, self.component)
         with self._streams_lock:
             self._streams[sid] = stream
         self._handler.open_stream(stream, message)
 
     def _protocol_error(self, text: str) -> None:
-        payload = json.dumps({"message": text}).encode()
-        self.send(RpcMessage(MessageType.PROTOCOL_ERROR, 0, 0, (), payload))
+        self.send(protocol_error(text))
         flush = _Flush()
         try:
             self._outgoing.put(flush, timeout=SEND_TIMEOUT_S)

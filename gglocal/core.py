@@ -31,9 +31,11 @@ from gglocal.control_commands import ControlCommands
 from gglocal.deployment import BuildSource, ConfigUpdate, load_recipes, parse_update_config, plan_deployment
 from gglocal.errors import ControlError, DeploymentError
 from gglocal.iotcore import IotCore, StdoutIotCore
+from gglocal.leftovers import ProcessRecord, stop_leftovers
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.nucleus import DEFAULT_NUCLEUS, NucleusProfile, profile
 from gglocal.outbox import DEFAULT_LIMIT, Outbox
+from gglocal.private import private_dir
 from gglocal.recipe import current_platform
 from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
 from gglocal.server import IpcServer, short_socket_path
@@ -85,6 +87,7 @@ class Core:
         self._watch: BrokerWatch | None = None
         self._components: ComponentSet | None = None
         self._config_deployer: ConfigDeployer | None = None
+        self._processes: ProcessRecord | None = None
         self._lock = threading.RLock()
         self._started = False
 
@@ -94,6 +97,8 @@ class Core:
             return
         self._refuse_if_running()
         self._make_layout()
+        stop_leftovers(self.root / "data")  # of a stand-in that died with this root, before anything starts
+        self._processes = ProcessRecord(self.root / "data")
         self._start_iot_core()
         self._start_broker_watch()
         self._start_ipc_server()
@@ -106,6 +111,8 @@ class Core:
         if not self._started:
             return
         self.stop_components()
+        if self._processes is not None:
+            self._processes.close()
         self._stop_control()
         self._stop_ipc_server()
         self._stop_broker_watch()
@@ -138,8 +145,10 @@ class Core:
             )
 
     def _make_layout(self) -> None:
-        for folder in ("packages/artifacts", "packages/artifacts-unarchived", "work", "logs", "data"):
+        for folder in ("packages/artifacts", "packages/artifacts-unarchived", "work"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
+        for folder in ("logs", "data"):  # result payloads, component output: owner-only
+            private_dir(self.root / folder)
 
     def _start_iot_core(self) -> None:
         if self.mqtt is None:
@@ -189,7 +198,13 @@ class Core:
     def _start_components(self) -> None:
         assert self.ipc is not None
         identity = CoreIdentity(
-            self.root, self.thing_name, self.region, self.nucleus, self.restart_policy, self.verbose
+            self.root,
+            self.thing_name,
+            self.region,
+            self.nucleus,
+            self.restart_policy,
+            self.verbose,
+            processes=self._processes,
         )
         self._components = ComponentSet(identity, self.config, self.ipc)
         validation = self.ipc.operations.validation
@@ -335,17 +350,21 @@ class Core:
         return {} if self._components is None else self._components.states()
 
     def iot_status(self) -> dict[str, Any]:
-        """The IoT Core side: the broker, whether it is connected, the outbox's depth and limit."""
+        """The IoT Core side: the broker, whether it is connected, the outbox's depth and limit, and the
+        bridge's own counters and any outbox fault (``queue``)."""
+        if self.iot is None:
+            return {}
+        status = dict(self.iot.status())
         if not isinstance(self.iot, MqttBridge):
-            return {"broker": None, "connected": None, "outbox": 0}
+            return {**status, "broker": None, "connected": None, "outbox": 0}
         outbox = self.iot.outbox
+        queue = status.pop("outbox", {})
         return {
-            "broker": f"{self.iot.host}:{self.iot.port}",
-            "connected": self.iot.connected,
+            **status,
             "outbox": len(outbox),
             "outbox_limit": outbox.limit,
             "dropped": outbox.dropped,
-            "delivered": self.iot.delivered,
+            "queue": queue,
         }
 
     def status(self) -> dict[str, Any]:

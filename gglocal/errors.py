@@ -5,6 +5,7 @@ All derive from :class:`agent_client.errors.EdgeError` through :class:`GgLocalEr
     GgLocalError
     +-- FramingError        malformed event-stream frame (bad CRC, length, header type); connection closed
     +-- IpcOperationError   a modeled IPC error (UnauthorizedError, ...) sent to the client
+        +-- OutboxError         the outbox cannot store a message (disk full): answered ServiceError
     +-- DeploymentError     a deployment cannot be carried out (missing or public dependency, unmet version)
         +-- ArtifactError       artifact missing, digest mismatch, or unsafe archive (zip-slip)
         +-- ConfigurationValidationError  a component rejected the deployment's configuration (or did not
@@ -40,6 +41,17 @@ class IpcOperationError(GgLocalError):
         self.message = message
 
 
+class OutboxError(IpcOperationError):
+    """The outbox cannot store a message bound for IoT Core (disk full, database error).
+
+    The publisher is answered ``ServiceError``, as the Java nucleus answers when its spooler cannot take a
+    message; the message was not accepted (nothing accepted is ever lost).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ServiceError", message)
+
+
 class DeploymentError(GgLocalError):
     """A deployment cannot be carried out; the message says which component and how to fix it."""
 
@@ -65,5 +77,6 @@ __all__ = [
     "FramingError",
     "GgLocalError",
     "IpcOperationError",
+    "OutboxError",
     "RecipeError",
 ]

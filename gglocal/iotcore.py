@@ -24,7 +24,9 @@ class IotMessage:
 
 
 class IotCore(Protocol):
-    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted."""
+    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted,
+    or raises IpcOperationError (InvalidArgumentsError: IoT Core would refuse it; OutboxError: it cannot
+    be stored now)."""
 
     def start(self) -> None: ...
 
@@ -33,6 +35,10 @@ class IotCore(Protocol):
     def publish(self, message: IotMessage) -> None: ...
 
     def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]: ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``gglocal status`` shows about the cloud side: connection, counters, faults."""
+        ...
 
 
 def message_as_json(message: IotMessage) -> dict[str, Any]:
@@ -68,3 +74,24 @@ class StdoutIotCore:
 
     def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
         return lambda: None
+
+    def status(self) -> dict[str, Any]:
+        return {"stdout": True, "published": self.published}
+
+
+def status_lines(status: dict[str, Any]) -> list[str]:
+    """``gglocal status`` text for ``Core.iot_status()``: the connection, then any outbox fault."""
+    if not status:
+        return []
+    if status.get("stdout"):
+        return [f"IoT Core: stdout ({status.get('published', 0)} published)"]
+    outbox = status.get("queue", {})
+    connected = "connected" if status.get("connected") else "NOT connected"
+    lines = [
+        f"IoT Core: mqtt {status.get('broker')} {connected},"
+        f" {status.get('delivered', 0)} delivered, {outbox.get('queued', 0)} queued,"
+        f" {outbox.get('undeliverable', 0)} undeliverable, {outbox.get('refused', 0)} refused"
+    ]
+    if outbox.get("fault"):
+        lines.append(f"    Outbox fault: {outbox['fault']} (for {outbox.get('fault_for_s')} s)")
+    return lines

@@ -1,8 +1,19 @@
 """IoT Core bridge to a real MQTT broker (paho-mqtt 2.x), fed from the on-disk outbox.
 
-A sender thread publishes the outbox head, waits for the broker's acknowledgement (QoS 1) or the write
-(QoS 0), then removes it: one message in flight keeps the order across broker restarts. QoS 1 messages
-interrupted by a disconnect are re-sent by paho after reconnecting, so delivery is at least once.
+A sender thread publishes the oldest message not yet sent, waits for the broker's acknowledgement (QoS 1)
+or the write (QoS 0), then removes it: one message in flight keeps the order across broker restarts. QoS 1
+messages interrupted by a disconnect are re-sent by paho after reconnecting, so delivery is at least once.
+
+Nothing can block the outbox head for good:
+
+- a message IoT Core would refuse (MQTT's rules for topics, AWS IoT Core's topic and payload quotas:
+  :class:`MqttLimits`) is refused at ``publish`` (InvalidArgumentsError to the IPC caller), and dropped and
+  counted should one be in the outbox already (written by an older stand-in);
+- a message whose sending ends the broker connection ``REFUSED_AFTER_SESSIONS`` times in a row without an
+  acknowledgement is taken as refused by the broker for good: dropped, counted, logged, and the paho client
+  is replaced (paho would re-send it after every reconnect);
+- when the disk is full, removing delivered messages fails: they are remembered (not sent again) and
+  removed once the database can be written again; the sender never stops.
 """
 
 from __future__ import annotations
@@ -11,17 +22,50 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from gglocal.errors import IpcOperationError
 from gglocal.iotcore import IotDelivery, IotMessage
-from gglocal.outbox import Outbox
-from gglocal.topics import topic_matches
+from gglocal.outbox import Outbox, OutboxEntry
+from gglocal.throttle import LogThrottle
+from gglocal.topics import topic_matches, validate_topic
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.25
 JOIN_TIMEOUT_S = 5.0
+FAULT_PAUSE_S = 1.0
+REFUSED_AFTER_SESSIONS = 3
+
+
+@dataclass(frozen=True)
+class MqttLimits:
+    """What the cloud accepts in one message; the defaults are AWS IoT Core's quotas."""
+
+    max_topic_bytes: int = 256
+    max_topic_slashes: int = 7
+    max_payload_bytes: int = 128 * 1024
+
+    def refusal(self, message: IotMessage) -> str | None:
+        """Why IoT Core would refuse ``message`` for good, or None."""
+        if problem := validate_topic(message.topic):
+            return problem
+        size = len(message.topic.encode("utf-8"))
+        if size > self.max_topic_bytes:
+            return f"the topic is {size} bytes; AWS IoT Core takes at most {self.max_topic_bytes}"
+        if message.topic.count("/") > self.max_topic_slashes:
+            return f"the topic has more than {self.max_topic_slashes} slashes, the most AWS IoT Core takes"
+        if len(message.payload) > self.max_payload_bytes:
+            return (
+                f"the payload is {len(message.payload)} bytes; AWS IoT Core takes at most "
+                f"{self.max_payload_bytes}"
+            )
+        if message.qos not in (0, 1):
+            return f"QoS {message.qos} is not supported by AWS IoT Core (0 or 1)"
+        return None
 
 
 def parse_host_port(address: str) -> tuple[str, int]:
@@ -37,7 +81,15 @@ def parse_host_port(address: str) -> tuple[str, int]:
 class MqttBridge:
     """IotCore implementation on a broker at ``host:port``; reconnects on its own."""
 
-    def __init__(self, host: str, port: int, outbox: Outbox, *, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        outbox: Outbox,
+        *,
+        client_id: str | None = None,
+        limits: MqttLimits | None = None,
+    ) -> None:
         try:
             import paho.mqtt.client as mqtt
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -45,17 +97,17 @@ class MqttBridge:
         self._mqtt = mqtt
         self.host, self.port = host, port
         self.outbox = outbox
+        self.limits = limits or MqttLimits()
         self.delivered = 0
-        self._client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"gglocal-{os.getpid()}",
-            protocol=mqtt.MQTTv311,
-        )
-        self._client.reconnect_delay_set(min_delay=1, max_delay=2)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_publish = self._on_publish
+        self.refused_by_broker = 0
+        self._client_id = client_id or f"gglocal-{os.getpid()}"
+        self._client_lock = threading.Lock()
+        self._client = self._new_client()
+        self._sessions = 0  # successful connections so far
+        self._cursor = 0  # the last sequence number sent
+        self._unremoved: list[int] = []  # sent (or dropped) but not yet removed from the outbox
+        self._retry_removal_at = 0.0
+        self._fault_log = LogThrottle()
         self._connected = threading.Event()
         self._stop = threading.Event()
         self._acked: set[int] = set()
@@ -64,6 +116,20 @@ class MqttBridge:
         self._subs: dict[int, tuple[str, int, IotDelivery]] = {}
         self._sub_ids = itertools.count(1)
         self._sender = threading.Thread(target=self._send_loop, name="gglocal-mqtt-sender", daemon=True)
+
+    def _new_client(self) -> Any:
+        mqtt = self._mqtt
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            protocol=mqtt.MQTTv311,
+        )
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        return client
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -76,8 +142,11 @@ class MqttBridge:
         self._stop.set()
         if self._sender.is_alive():
             self._sender.join(JOIN_TIMEOUT_S)
-        self._client.disconnect()
-        self._client.loop_stop()
+        with self._client_lock:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._unremoved and self.outbox.ack(self._unremoved):
+            self._unremoved.clear()
         logger.info("MQTT bridge stopped (%d delivered, %d left in outbox)", self.delivered, len(self.outbox))
 
     @property
@@ -87,8 +156,23 @@ class MqttBridge:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def status(self) -> dict[str, Any]:
+        """Broker connection, delivery counters and the outbox's state (with any disk fault)."""
+        return {
+            "broker": f"{self.host}:{self.port}",
+            "connected": self.connected,
+            "delivered": self.delivered,
+            "refused_by_broker": self.refused_by_broker,
+            "sent_not_yet_removed": len(self._unremoved),
+            "outbox": self.outbox.status(),
+        }
+
     # -- IotCore ---------------------------------------------------------------------------------
     def publish(self, message: IotMessage) -> None:
+        """Accept a message into the outbox: InvalidArgumentsError for what IoT Core would refuse,
+        OutboxError (ServiceError) when the outbox cannot store it."""
+        if problem := self.limits.refusal(message):
+            raise IpcOperationError("InvalidArgumentsError", f"IoT Core would refuse this message: {problem}")
         self.outbox.put(message)
 
     def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
@@ -97,14 +181,16 @@ class MqttBridge:
             first = all(f != topic_filter for f, _, _ in self._subs.values())
             self._subs[sub_id] = (topic_filter, qos, deliver)
         if first and self.connected:
-            self._client.subscribe(topic_filter, qos)
+            with self._client_lock:
+                self._client.subscribe(topic_filter, qos)
 
         def unsubscribe() -> None:
             with self._subs_lock:
                 self._subs.pop(sub_id, None)
                 last = all(f != topic_filter for f, _, _ in self._subs.values())
             if last and self.connected:
-                self._client.unsubscribe(topic_filter)
+                with self._client_lock:
+                    self._client.unsubscribe(topic_filter)
 
         return unsubscribe
 
@@ -118,6 +204,9 @@ class MqttBridge:
         for topic_filter, qos in filters.items():
             client.subscribe(topic_filter, qos)
         logger.info("connected to broker %s:%d", self.host, self.port)
+        with self._acked_cond:
+            self._sessions += 1
+            self._acked_cond.notify_all()
         self._connected.set()
 
     def _on_disconnect(
@@ -147,26 +236,87 @@ class MqttBridge:
     # -- sender ----------------------------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
-            entry = self.outbox.head()
-            if entry is None:
-                self.outbox.wait_for_message(POLL_S)
-                continue
-            if not self._connected.wait(POLL_S):
-                continue
-            message = entry.message
-            info = self._client.publish(message.topic, message.payload, message.qos, message.retain)
-            if message.qos == 0 and info.rc != self._mqtt.MQTT_ERR_SUCCESS:
-                continue  # not written: paho keeps no QoS 0 copy, so try again once reconnected
-            if self._wait_acked(info.mid):
-                self.outbox.ack(entry.seq)
-                self.delivered += 1
+            try:
+                self._send_next()
+            except Exception:  # the sender must outlive any one message or fault: log, pause, go on
+                if (held := self._fault_log.ready()) is not None:
+                    logger.exception("MQTT sender failed (%d more not logged); retrying", held)
+                self._stop.wait(FAULT_PAUSE_S)
 
-    def _wait_acked(self, mid: int) -> bool:
-        """Wait (until stop) for paho to report ``mid`` sent/acked; paho re-sends QoS 1 after reconnects."""
+    def _send_next(self) -> None:
+        self._remove_sent()
+        entry = self.outbox.head(after=self._cursor)
+        if entry is None:
+            self.outbox.wait_for_message(POLL_S, after=self._cursor)
+            return
+        if problem := self.limits.refusal(entry.message):
+            self._done(entry, dropped=f"IoT Core would refuse it: {problem}")
+            return
+        if not self._connected.wait(POLL_S):
+            return
+        message = entry.message
+        with self._client_lock:
+            sessions = self._sessions
+            try:
+                info = self._client.publish(message.topic, message.payload, message.qos, message.retain)
+            except ValueError as exc:  # paho refuses it (invalid topic, payload too large)
+                self._done(entry, dropped=f"paho refused it: {exc}")
+                return
+        if message.qos == 0 and info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+            return  # not written: paho keeps no QoS 0 copy, so try again once reconnected
+        outcome = self._wait_acked(info.mid, sessions)
+        if outcome == "acked":
+            self.delivered += 1
+            self._done(entry)
+        elif outcome == "refused":
+            self.refused_by_broker += 1
+            self._done(
+                entry,
+                dropped=f"the broker closed the connection each of the {REFUSED_AFTER_SESSIONS}"
+                " times it was sent",
+            )
+            self._replace_client()
+
+    def _remove_sent(self) -> None:
+        """Retry removing what was sent while the outbox could not be written (at most once a second)."""
+        if not self._unremoved or time.monotonic() < self._retry_removal_at:
+            return
+        if self.outbox.ack(self._unremoved):
+            self._unremoved.clear()
+        else:
+            self._retry_removal_at = time.monotonic() + FAULT_PAUSE_S
+
+    def _done(self, entry: OutboxEntry, *, dropped: str | None = None) -> None:
+        """Move past a message; remove it now, or later when the outbox cannot be written now."""
+        self._cursor = entry.seq
+        if dropped is not None:
+            removed = self.outbox.drop(entry.seq, f"topic {entry.message.topic!r}: {dropped}")
+        else:
+            removed = self.outbox.ack(entry.seq)
+        if not removed:
+            self._unremoved.append(entry.seq)
+
+    def _wait_acked(self, mid: int, sessions: int) -> str:
+        """ "acked" once paho reports ``mid`` sent/acked (it re-sends QoS 1 after reconnects); "refused" when
+        the broker dropped the connection that many times meanwhile; "stopped"."""
         with self._acked_cond:
             while mid not in self._acked:
                 if self._stop.is_set():
-                    return False
+                    return "stopped"
+                if self._sessions - sessions >= REFUSED_AFTER_SESSIONS:
+                    return "refused"
                 self._acked_cond.wait(POLL_S)
             self._acked.discard(mid)
-        return True
+        return "acked"
+
+    def _replace_client(self) -> None:
+        """A new paho client: the old one would re-send the refused message after every reconnect."""
+        with self._client_lock:
+            old, self._client = self._client, self._new_client()
+            old.disconnect()
+            old.loop_stop()
+            self._connected.clear()
+            with self._acked_cond:
+                self._acked.clear()
+            self._client.connect_async(self.host, self.port, keepalive=30)
+            self._client.loop_start()

@@ -1,11 +1,17 @@
 """Lifecycle script processes: spawn ``sh -c`` in its own process group, copy output to the component log,
-and stop a whole process group (SIGTERM, then SIGKILL after a grace period)."""
+and stop a whole process group (SIGTERM, then SIGKILL after a grace period).
+
+On Linux the group is led by a guard (gglocal.guard) that stops the group should the stand-in die, and the
+group is noted in the stand-in's ProcessRecord (gglocal.leftovers), whose instance id every process of the
+script carries in its environment, so that the next stand-in can stop whatever escaped.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -14,18 +20,74 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from gglocal.leftovers import ProcessRecord, group_members
+from gglocal.private import append_private, private_dir
 
 logger = logging.getLogger(__name__)
 
 PUMP_JOIN_S = 2.0
+GUARD = Path(__file__).with_name("guard.py")
+GUARDED = sys.platform.startswith("linux")  # the guard needs PR_SET_PDEATHSIG
+REPORT_TIMEOUT_S = 10.0
+GUARD_REAP_S = 2.0
+
+
+def _spawn(script: str, **popen: Any) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``sh -c script`` in a new process group, led by the guard where there is one; the Popen (of
+    the group leader) and the pid of the script itself, as the guard reports it."""
+    if not GUARDED:
+        process = subprocess.Popen(["sh", "-c", script], start_new_session=True, **popen)
+        return process, process.pid
+    read_fd, write_fd = os.pipe()
+    try:
+        command = [
+            sys.executable,
+            "-I",
+            "-S",
+            str(GUARD),
+            str(os.getpid()),
+            str(write_fd),
+            "sh",
+            "-c",
+            script,
+        ]
+        process = subprocess.Popen(command, start_new_session=True, pass_fds=(write_fd,), **popen)
+    finally:
+        os.close(write_fd)
+    try:
+        return process, _read_pid(read_fd) or process.pid
+    finally:
+        os.close(read_fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    """One ``<pid>\n`` line from ``fd``, waiting at most REPORT_TIMEOUT_S; None when none came."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + REPORT_TIMEOUT_S
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
+            break
+        chunk = os.read(fd, 32)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return int(data)
+    except ValueError:
+        logger.warning("the lifecycle guard reported no pid (%r); using its own", data)
+        return None
 
 
 class ComponentLog:
-    """``<root>/logs/<name>.log`` in the nucleus' line format; optionally echoed to our stderr."""
+    """``<root>/logs/<name>.log`` in the nucleus' line format, owner-only; optionally echoed to our stderr."""
 
     def __init__(self, path: Path, component: str, *, echo: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self.path = path
         self.component = component
         self.echo = echo
@@ -49,7 +111,7 @@ class ComponentLog:
         )
         line = message.split(". ", 1)[-1]
         with self._lock:
-            with self.path.open("a", encoding="utf-8") as handle:
+            with append_private(self.path) as handle:
                 handle.write(text)
             if self.echo and echo:
                 sys.stderr.write(f"[{self.component}] {line}\n")
@@ -68,19 +130,20 @@ class ScriptProcess:
         env: Mapping[str, str],
         log: ComponentLog,
         state_of: Callable[[], str],
+        processes: ProcessRecord | None = None,
     ) -> None:
         self.step = step
         self._log = log
         self._state_of = state_of
+        self._processes = processes
         self._exit_logged = False
-        self.popen = subprocess.Popen(
-            ["sh", "-c", script],
+        self.popen, self._pid = _spawn(
+            script,
             cwd=str(cwd),
-            env=dict(env),
+            env={**env, **(processes.environment if processes else {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
         )
         self._pumps = [
             threading.Thread(
@@ -90,13 +153,14 @@ class ScriptProcess:
         ]
         for pump in self._pumps:
             pump.start()
-        log.event(
-            f"shell-runner-start. pid={self.popen.pid}, command={script!r}", step=step, state=state_of()
-        )
+        if processes is not None:
+            processes.add(self.popen.pid)
+        log.event(f"shell-runner-start. pid={self._pid}, command={script!r}", step=step, state=state_of())
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        """The script's own process (``sh``, or what it execs); its group is led by the guard."""
+        return self._pid
 
     def _pump(self, pipe: IO[bytes] | None, name: str) -> None:
         if pipe is None:
@@ -117,6 +181,8 @@ class ScriptProcess:
         if not self._exit_logged:
             self._exit_logged = True
             self._log.event(f"shell-runner-exit. exitCode={code}", step=self.step, state=self._state_of())
+            if not self._group_alive():
+                self._forget_group()
         return code
 
     def terminate(self, grace_s: float) -> int | None:
@@ -127,13 +193,41 @@ class ScriptProcess:
             code = self.poll(0.05)
             if code is not None:
                 self._signal_group(signal.SIGKILL)  # leftovers in the group
+                self._forget_group()
                 return code
         logger.warning(
             "%s %s did not stop within %.1f s; killing it", self._log.component, self.step, grace_s
         )
+        self._kill_group()
+        code = self.poll(grace_s)
+        self._forget_group()
+        return code
+
+    def _kill_group(self) -> None:
+        """SIGKILL the process group; the guard last, so that it reaps the script and exits as it did."""
+        if GUARDED:
+            for pid in group_members(self.popen.pid):
+                if pid != self.popen.pid:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(GUARD_REAP_S)
         self._signal_group(signal.SIGKILL)
-        return self.poll(grace_s)
 
     def _signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
+
+    def _group_alive(self) -> bool:
+        """Whether anything is left in the script's process group (e.g. a daemon a Startup started)."""
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _forget_group(self) -> None:
+        if self._processes is not None:
+            self._processes.remove(self.popen.pid)

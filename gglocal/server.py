@@ -1,4 +1,8 @@
-"""The IPC server: a unix socket speaking event-stream RPC, one thread pair per connection.
+"""The IPC server: a unix socket speaking event-stream RPC.
+
+A new connection waits in a session loop (one thread, epoll) until its CONNECT authenticates it
+(gglocal.handshake); only then does it get its reader and writer threads (gglocal.connection). The
+bounds on what unauthenticated clients may hold are :class:`ServerLimits`.
 
 Usable alone in tests::
 
@@ -16,19 +20,22 @@ import contextlib
 import logging
 import os
 import secrets
-import select
 import socket
 import string
 import tempfile
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_client.sockets import MAX_SOCKET_PATH, claim_socket_path
+from agent_client.sockets import MAX_SOCKET_PATH, bind_owner_only
+from gglocal.codec import EventMessage, MessageDecoder
 from gglocal.configstore import ConfigStore
 from gglocal.connection import ServerConnection
+from gglocal.handshake import Handshake, HandshakeLogs
 from gglocal.iotcore import IotCore, StdoutIotCore
+from gglocal.netloop import SessionLimits, SessionLoop
 from gglocal.nucleus import CLASSIC, NucleusProfile
 from gglocal.operations import Operations, StateSink
 from gglocal.pubsub import PubSubBus
@@ -36,8 +43,29 @@ from gglocal.rpc import RpcMessage, Stream
 
 logger = logging.getLogger(__name__)
 
-ACCEPT_POLL_S = 0.25
 JOIN_TIMEOUT_S = 5.0
+LISTEN_BACKLOG = 512
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Bounds on what clients may hold in the IPC server.
+
+    ``max_connections`` authenticated connections (two threads each); beyond, a CONNECT is refused.
+    ``max_unauthenticated`` connections that have not sent a valid CONNECT yet; beyond, the oldest is
+    closed. ``auth_timeout_s``: a connection without a valid CONNECT by then is closed (the real client
+    sends it at once and waits 10 s for the answer). ``max_preauth_bytes``: what a connection may send
+    before it is authenticated (a CONNECT is a few hundred bytes; the protocol's 24 MiB messages are for
+    authenticated connections only).
+    """
+
+    max_connections: int = 1024
+    max_unauthenticated: int = 256
+    auth_timeout_s: float = 5.0
+    max_preauth_bytes: int = 64 * 1024
+
+    def session_limits(self) -> SessionLimits:
+        return SessionLimits(self.max_unauthenticated, self.auth_timeout_s, self.max_preauth_bytes)
 
 
 def short_socket_path(directory: Path, name: str) -> Path:
@@ -65,8 +93,11 @@ class IpcServer:
         iot: IotCore | None = None,
         on_state: StateSink | None = None,
         nucleus: NucleusProfile = CLASSIC,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.socket_path = Path(socket_path)
+        self.limits = limits or ServerLimits()
+        self.refused_at_limit = 0
         if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
             raise ValueError(f"unix socket path {self.socket_path} is longer than {MAX_SOCKET_PATH} bytes")
         self.config = config or ConfigStore()
@@ -79,28 +110,22 @@ class IpcServer:
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []
         self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._accept_thread: threading.Thread | None = None
-        self._counter = 0
+        self._loop: SessionLoop | None = None
+        self._handshake_logs = HandshakeLogs()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
-        claim_socket_path(self.socket_path)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.socket_path))
-        listener.listen(64)
-        self._listener = listener
-        self._accept_thread = threading.Thread(
-            target=self._accept_loop, name="gglocal-ipc-accept", daemon=True
+        self._listener = bind_owner_only(self.socket_path, LISTEN_BACKLOG)
+        self._loop = SessionLoop(
+            self._listener, self._open_handshake, self.limits.session_limits(), name="ipc"
         )
-        self._accept_thread.start()
+        self._loop.start()
         logger.info("IPC server listening on %s", self.socket_path)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._accept_thread is not None:
-            self._accept_thread.join(JOIN_TIMEOUT_S)
+        if self._loop is not None:
+            self._loop.stop()
         if self._listener is not None:
             self._listener.close()
         with self._lock:
@@ -143,14 +168,49 @@ class IpcServer:
 
     @property
     def connection_count(self) -> int:
+        """Authenticated connections still open."""
         with self._lock:
             return sum(1 for c in self._connections if not c.closed)
 
-    # -- ConnectionHandler -----------------------------------------------------------------------
+    @property
+    def unauthenticated_count(self) -> int:
+        """Connections that have not completed the handshake yet."""
+        return self._loop.sessions if self._loop is not None else 0
+
+    # -- HandshakeHost ---------------------------------------------------------------------------
+    def _open_handshake(self, sock: socket.socket, name: str) -> Handshake:
+        return Handshake(sock, name, self, self.limits.max_preauth_bytes, self._handshake_logs)
+
     def authenticate(self, token: str) -> str | None:
         with self._lock:
             return self._tokens.get(token)
 
+    def refuse_reason(self, component: str) -> str | None:
+        open_now = self.connection_count
+        if open_now < self.limits.max_connections:
+            return None
+        self.refused_at_limit += 1
+        return (
+            f"{open_now} IPC connections are open, the limit (ServerLimits.max_connections); "
+            f"{self.refused_at_limit} refused so far"
+        )
+
+    def hand_off(
+        self,
+        sock: socket.socket,
+        name: str,
+        component: str,
+        decoder: MessageDecoder,
+        backlog: list[EventMessage],
+    ) -> None:
+        sock.setblocking(True)
+        connection = ServerConnection(sock, self, name, component, decoder=decoder, backlog=backlog)
+        with self._lock:
+            self._connections = [c for c in self._connections if not c.closed]
+            self._connections.append(connection)
+        connection.start()
+
+    # -- ConnectionHandler -----------------------------------------------------------------------
     def open_stream(self, stream: Stream, request: RpcMessage) -> None:
         self.operations.open_stream(stream, request)
 
@@ -158,23 +218,3 @@ class IpcServer:
         self.reported_states[component] = state
         if self._on_state is not None:
             self._on_state(component, state)
-
-    # -- accept loop -----------------------------------------------------------------------------
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self._listener], [], [], ACCEPT_POLL_S)
-                if not ready:
-                    continue
-                sock, _ = self._listener.accept()
-            except OSError as exc:
-                if not self._stop.is_set():
-                    logger.error("IPC accept failed: %s", exc)
-                return
-            self._counter += 1
-            connection = ServerConnection(sock, self, f"ipc-{self._counter}")
-            with self._lock:
-                self._connections = [c for c in self._connections if not c.closed]
-                self._connections.append(connection)
-            connection.start()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gglocal.leftovers import ProcessRecord
 from gglocal.lifecycle import Lifecycle, Step
 from gglocal.process import ComponentLog, ScriptProcess
 from gglocal.render import RenderedStep
@@ -35,6 +36,7 @@ class ComponentSpec:
     log_path: Path
     env: Mapping[str, str]
     render: Callable[[str], RenderedStep]
+    processes: ProcessRecord | None = None  # where the stand-in notes the process groups it starts
 
 
 def skips(skipif: str | None, env: Mapping[str, str]) -> bool:
@@ -98,6 +100,7 @@ class StepRunner:
                 env=env,
                 log=self._log,
                 state_of=self._state_of,
+                processes=self.spec.processes,
             )
             if not force:
                 self._proc = proc

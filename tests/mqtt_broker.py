@@ -37,7 +37,7 @@ def _port_open(port: int) -> bool:
 class Mosquitto:
     """A mosquitto broker on 127.0.0.1 only, with persistence so a restart keeps offline sessions."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
         binary = shutil.which("mosquitto") or (
             "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
         )
@@ -56,7 +56,7 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {workdir}/\n"
-            f"log_dest file {workdir}/mosquitto.log\n"
+            f"log_dest file {workdir}/mosquitto.log\n" + extra_config
         )
         self.process: subprocess.Popen[bytes] | None = None
 

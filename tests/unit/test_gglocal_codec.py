@@ -120,3 +120,12 @@ def test_error_message_carries_the_modeled_error_shape() -> None:
     assert message.flags == TERMINATE_STREAM
     assert message.get("service-model-type") == "aws.greengrass#UnauthorizedError"
     assert b'"_errorCode": "UnauthorizedError"' in message.payload
+
+
+def test_a_decoder_limit_refuses_a_larger_prelude_before_any_of_its_body_arrives() -> None:
+    decoder = MessageDecoder(limit=64 * 1024)
+    prelude = struct.pack(">II", 24 * 1024 * 1024, 0)
+    with pytest.raises(FramingError, match=r"outside 16\.\.65536"):
+        decoder.feed(prelude + struct.pack(">I", zlib.crc32(prelude)))
+    small = encode_message(EventMessage((Header.string("a", "b"),), b"x" * 1000))
+    assert MessageDecoder(limit=64 * 1024).feed(small) == [decode_message(small)]

@@ -51,3 +51,23 @@ def test_stdout_stand_in_prints_json_lines(capsys: pytest.CaptureFixture[str]) -
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == '{"topic": "a/b", "qos": 1, "retain": false, "payload": "{\\"x\\": 1}"}'
     assert '"payloadBase64": "/wA="' in lines[1]
+
+
+def test_head_after_a_cursor_skips_what_was_sent_and_status_counts() -> None:
+    outbox = Outbox(":memory:")
+    for index in range(3):
+        outbox.put(IotMessage(f"t/{index}", b"p", 1))
+    first = outbox.head()
+    assert first is not None
+    second = outbox.head(after=first.seq)
+    assert second is not None and second.message.topic == "t/1"
+    assert outbox.drop(first.seq, "test") and outbox.ack([second.seq])
+    assert outbox.status() == {
+        "queued": 1,
+        "dropped_oldest": 0,
+        "refused": 0,
+        "undeliverable": 1,
+        "fault": None,
+        "fault_for_s": None,
+    }
+    outbox.close()

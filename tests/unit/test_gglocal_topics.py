@@ -63,3 +63,26 @@ def test_valid_filters(topic_filter: str) -> None:
 )
 def test_filter_coverage(outer: str, inner: str, expected: bool) -> None:
     assert filter_covers(outer, inner) is expected
+
+
+@pytest.mark.parametrize(
+    ("topic", "reason"),
+    [
+        ("a/\x00", "NUL"),
+        ("a/\x01b", "control character U+0001"),
+        ("a/\x7f", "control character U+007F"),
+        ("a/\x85", "control character U+0085"),
+        ("a/\ud800", "lone surrogate U+D800"),
+        ("a/\ufdd0", "non-character U+FDD0"),
+        ("a/\uffff", "non-character U+FFFF"),
+        ("a/\U0001fffe", "non-character U+1FFFE"),
+    ],
+)
+def test_characters_mqtt_brokers_refuse_are_refused_in_topics_and_filters(topic: str, reason: str) -> None:
+    # mosquitto ends the connection of a client that sends any of these: they would block the outbox head
+    assert validate_topic(topic) == f"topic must not contain the {reason}".replace("the NUL", "NUL")
+    assert reason in (validate_filter(topic) or "")
+
+
+def test_other_unicode_is_a_valid_topic() -> None:
+    assert validate_topic("caméra/東京/\U0001f600/\u00a0") is None
