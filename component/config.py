@@ -35,10 +35,11 @@ from pydantic import (
 )
 
 from agent_client.errors import ConfigError, EdgeError
+from ggrules.access import MQTTPROXY, PUBLISH_TO_IOT_CORE, has_access_control, may_publish_to_iot_core
+from ggrules.topics import iot_topic_problem
 
 from .packages import VARIANTS, bundled_images
 from .redact import redact
-from .topics import topic_problem
 
 DEFAULT_TOPIC = "gg/sageMakerEdgeManager/image-classification"
 MAX_PATH_BYTES = 4095  # PATH_MAX - 1
@@ -173,7 +174,7 @@ class ComponentConfig(BaseModel):
         """MQTT's and AWS IoT Core's rules for a topic to publish to; only StatusTopic may be empty."""
         if not value and info.field_name == "status_topic":
             return value
-        problem = topic_problem(value)
+        problem = iot_topic_problem(value)
         if problem:
             raise ValueError(problem)
         return value
@@ -318,7 +319,9 @@ def parse_component_config(
     """defaults < cli (field names) < greengrass (recipe keys), unknown recipe keys ignored and returned;
     ConfigError naming each bad key, its value and what is allowed."""
     values, unknown = _values(cli, greengrass)
-    return ParsedConfig(_validate(values), tuple(unknown))
+    config = _validate(values)
+    _check_access(config, greengrass)
+    return ParsedConfig(config, tuple(unknown))
 
 
 def build_config(
@@ -330,7 +333,33 @@ def build_config(
         raise ConfigError(
             f"unknown configuration key(s) {', '.join(unknown)}; valid keys: {', '.join(valid_keys())}"
         )
-    return _validate(values)
+    config = _validate(values)
+    _check_access(config, greengrass)
+    return config
+
+
+def _check_access(config: ComponentConfig, greengrass: Mapping[str, Any] | None) -> None:
+    """A configuration whose own accessControl does not let the component publish on its topics is refused:
+    the core would refuse every result on them (UnauthorizedError) while the component looked healthy.
+    Checked only when the core's configuration holds accessControl (both cores keep it there)."""
+    from .status import default_status_topic
+
+    if not has_access_control(greengrass):
+        return
+    assert greengrass is not None
+    topics = {
+        "PublishResultsOnTopic": config.topic,
+        "StatusTopic": config.status_topic or default_status_topic(),
+    }
+    denied = [
+        f"{key}={topic!r}" for key, topic in topics.items() if not may_publish_to_iot_core(greengrass, topic)
+    ]
+    if denied:
+        raise ConfigError(
+            f"{' and '.join(denied)} not allowed by this configuration's accessControl"
+            f" ({MQTTPROXY}, {PUBLISH_TO_IOT_CORE}): the core would refuse every message on it;"
+            " merge the topic into accessControl in the same deployment (README: Changing the topic)"
+        )
 
 
 def _describe(exc: ValidationError, alias_of: dict[str, str]) -> str:

@@ -165,6 +165,8 @@ def _decode_headers(raw: bytes) -> tuple[Header, ...]:
     try:
         while pos < len(raw):
             name_len = raw[pos]
+            if not 0 < name_len <= MAX_HEADER_NAME_LEN or pos + 1 + name_len > len(raw):
+                raise FramingError(f"header name length {name_len} at {pos}: not 1..{MAX_HEADER_NAME_LEN}")
             name = raw[pos + 1 : pos + 1 + name_len].decode("utf-8")
             pos += 1 + name_len
             kind = HeaderType(raw[pos])

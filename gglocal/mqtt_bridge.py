@@ -31,7 +31,7 @@ from gglocal.errors import IpcOperationError
 from gglocal.iotcore import IotDelivery, IotMessage
 from gglocal.outbox import Outbox, OutboxEntry
 from gglocal.throttle import LogThrottle
-from gglocal.topics import topic_matches, validate_topic
+from ggrules.topics import topic_matches, validate_topic
 
 logger = logging.getLogger(__name__)
 

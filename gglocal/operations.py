@@ -27,8 +27,8 @@ from gglocal.iotcore import IotCore, IotMessage
 from gglocal.nucleus import CLASSIC, NucleusProfile
 from gglocal.pubsub import RECEIVE_ALL, RECEIVE_FROM_OTHERS, LocalMessage, PubSubBus
 from gglocal.rpc import MODEL_PREFIX, RpcMessage, Stream
-from gglocal.topics import validate_filter, validate_topic
 from gglocal.validation import ValidationHub
+from ggrules.topics import validate_filter, validate_topic
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gglocal.topics import topic_matches
+from ggrules.topics import topic_matches
 
 logger = logging.getLogger(__name__)
 

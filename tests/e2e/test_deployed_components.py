@@ -210,16 +210,35 @@ def test_a_configuration_update_takes_effect_without_a_restart(deployment: Deplo
     )
 
 
-def test_publishing_outside_the_access_control_is_denied(deployment: Deployment) -> None:
-    deployment.configure({"PublishResultsOnTopic": "not/allowed"})
-    deadline = time.monotonic() + 30
-    while "refused PublishToIoTCore on 'not/allowed'" not in deployment.component_log():
-        assert time.monotonic() < deadline, deployment.component_log()[-3000:]
-        time.sleep(0.2)
-    assert not any(m.topic == "not/allowed" for m in deployment.subscriber.messages)
+def test_a_topic_outside_the_access_control_fails_the_deployment_and_results_stay(
+    deployment: Deployment,
+) -> None:
+    """PublishResultsOnTopic alone, accessControl still naming the old topic: the Java nucleus asks the
+    component, which refuses, so the deployment FAILS with the reason and no result is lost meanwhile."""
     start = len(deployment.subscriber.messages)
-    deployment.configure({"PublishResultsOnTopic": RESULTS})
-    deployment.wait(on_topic(RESULTS, 1, start), 30, "results after returning to the allowed topic")
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gglocal",
+            "config",
+            "--component",
+            INFERENCE,
+            "--root",
+            str(deployment.root),
+            "--merge",
+            json.dumps({"PublishResultsOnTopic": "not/allowed"}),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "not allowed by this configuration's accessControl" in refused.stderr
+    deployment.wait(on_topic(RESULTS, 3, start), 30, "results on the old topic after the refusal")
+    assert not any(m.topic == "not/allowed" for m in deployment.subscriber.messages)
 
 
 def test_a_model_swap_and_batch_change_through_the_core_under_load_lose_no_frame(

@@ -305,6 +305,14 @@ class RecordingIot:
     def results(self) -> list[dict[str, Any]]:
         return [p for t, p in self.messages if t.startswith("gg/")]
 
+    def configuration_states(self) -> list[str]:
+        """Each status message's configuration state (APPLIED, REFUSED, PENDING)."""
+        return [
+            p.get("configuration", {}).get("state", "")
+            for t, p in self.messages
+            if t.startswith("edgeclassifier/status/")
+        ]
+
     def states(self) -> list[str]:
         return [p["state"] for t, p in self.messages if t.startswith("edgeclassifier/status/")]
 
@@ -312,9 +320,9 @@ class RecordingIot:
 @contextmanager
 def greengrass(
     socket_path: Path, iot: RecordingIot, **config: Any
-) -> Iterator[tuple[dict[str, str], list[str]]]:
+) -> Iterator[tuple[dict[str, str], list[str], Any]]:
     """gglocal's IPC server in this process for one component; yields the component's environment and the
-    states it reports with UpdateState."""
+    states it reports with UpdateState, and the server (to change the configuration as a deployment would)."""
     from gglocal.server import IpcServer
 
     reported: list[str] = []
@@ -330,6 +338,7 @@ def greengrass(
         yield (
             {"SVCUID": svcuid, "AWS_GG_NUCLEUS_DOMAIN_SOCKET_FILEPATH_FOR_COMPONENT": str(ipc.socket_path)},
             reported,
+            ipc,
         )
     finally:
         ipc.stop()
@@ -348,7 +357,7 @@ def test_under_greengrass_an_agent_outage_is_never_reported_errored_and_results_
         "RpcTimeoutSeconds": "1",
     }
     agent = start_agent(socket_path, MODEL_DIR.parent)
-    with greengrass(socket_path, iot, **config) as (env, reported):
+    with greengrass(socket_path, iot, **config) as (env, reported, _):
         try:
             with component(env=env, cwd=tmp_path) as comp:
                 wait_until(lambda: len(iot.results()) >= 2, 60, comp.log)
@@ -377,6 +386,7 @@ def test_under_greengrass_a_wedged_loop_reports_errored_then_exits_to_be_restart
     with greengrass(socket_path, iot, Publisher="stdout", InferenceInterval="0", ErroredAfterSeconds="2") as (
         env,
         reported,
+        _,
     ):
         log = tmp_path / "component.log"
         with log.open("w") as stderr:
@@ -410,7 +420,7 @@ def test_sigterm_leaves_no_traceback_publishes_stopped_and_keeps_unsent_results_
     config = {"InferenceInterval": "0.1", "StatusInterval": "0"}
     agent = start_agent(socket_path, MODEL_DIR.parent)
     try:
-        with greengrass(socket_path, iot, **config) as (env, _):
+        with greengrass(socket_path, iot, **config) as (env, _, _):
             with component(env=env, cwd=tmp_path) as comp:
                 wait_until(lambda: "publish failed, 5 result(s) kept" in comp.log, 60, comp.log)
                 comp.proc.send_signal(signal.SIGTERM)
@@ -421,7 +431,7 @@ def test_sigterm_leaves_no_traceback_publishes_stopped_and_keeps_unsent_results_
         ]
         assert len(kept) >= 5 and [k["payload"]["frame-id"] for k in kept][:5] == [1, 2, 3, 4, 5]
         iot.refuse = 0
-        with greengrass(socket_path, iot, **config) as (env, _):
+        with greengrass(socket_path, iot, **config) as (env, _, _):
             with component(env=env, cwd=tmp_path) as comp:
                 wait_until(lambda: len(iot.results()) >= len(kept) + 1, 60, comp.log)
                 comp.proc.send_signal(signal.SIGTERM)
@@ -448,6 +458,42 @@ def test_sigterm_under_greengrass_publishes_stopped(socket_path: Path, tmp_path:
     finally:
         stop_process(agent)
     assert iot.states() == ["STOPPED"] and "Traceback" not in comp.log
+
+
+def test_a_topic_its_own_access_control_does_not_allow_is_refused_and_results_keep_flowing(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    """Changing PublishResultsOnTopic alone (accessControl still naming the old topic) would have every result
+    refused by the core while the component looked healthy: the change is refused with the reason, results
+    stay on the old topic, and the status says REFUSED. Merged together with accessControl, it applies."""
+    iot = RecordingIot()
+    component_name = "edgeclassifier.ImageClassification"
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        with (
+            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="0.5") as (env, _, ipc),
+            component(env=env, cwd=tmp_path) as comp,
+        ):
+            wait_until(lambda: len(iot.results()) >= 2, 60, comp.log)
+            ipc.config.merge(component_name, {"PublishResultsOnTopic": "gg/elsewhere"})
+            wait_until(lambda: "not allowed by this configuration's accessControl" in comp.log, 30, comp.log)
+            wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
+            before = len(iot.results())
+            wait_until(lambda: len(iot.results()) >= before + 3, 60, comp.log)
+            assert not [t for t, _ in iot.messages if t == "gg/elsewhere"]
+            access = {
+                "aws.greengrass.ipc.mqttproxy": {
+                    "t:1": {
+                        "operations": ["aws.greengrass#PublishToIoTCore"],
+                        "resources": ["gg/elsewhere", "edgeclassifier/status/+"],
+                    }
+                }
+            }
+            ipc.config.merge(component_name, {"accessControl": access})
+            wait_until(lambda: any(t == "gg/elsewhere" for t, _ in iot.messages), 30, comp.log)
+    finally:
+        stop_process(agent)
+    assert "Traceback" not in comp.log
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, log: str) -> None:

@@ -46,10 +46,14 @@ def burst(first, count):
             outcome[n] = "ServiceError: " + exc.message
     return outcome
 
-(sync / "phase1.json").write_text(json.dumps(burst(0, 400)))
+def report(name, outcome):  # whole or not at all: the test reads it as soon as it appears
+    (sync / (name + ".tmp")).write_text(json.dumps(outcome))
+    (sync / (name + ".tmp")).rename(sync / name)
+
+report("phase1.json", burst(0, 400))
 while not (sync / "grown").exists():
     time.sleep(0.1)
-(sync / "phase2.json").write_text(json.dumps(burst(400, 50)))
+report("phase2.json", burst(400, 50))
 time.sleep(300)
 """
 

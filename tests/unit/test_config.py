@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,9 +22,58 @@ def test_defaults_are_the_samples_contract() -> None:
 def test_greengrass_strings_override_cli_values_key_by_key() -> None:
     config = build_config(
         {"top_k": 3, "inference_interval": 9.0},
-        {"TopK": "7", "ScoreThreshold": "0.5", "InferenceInterval": "", "accessControl": {"x": {}}},
+        {
+            "TopK": "7",
+            "ScoreThreshold": "0.5",
+            "InferenceInterval": "",
+            "accessControl": access(DEFAULT_TOPIC),
+        },
     )
     assert (config.top_k, config.score_threshold, config.inference_interval) == (7, 0.5, 9.0)
+
+
+def access(*resources: str) -> dict[str, Any]:
+    """accessControl as the recipe writes it, allowing PublishToIoTCore on ``resources``."""
+    policy = {
+        "operations": ["aws.greengrass#PublishToIoTCore"],
+        "resources": [*resources, "edgeclassifier/status/+"],
+    }
+    return {"aws.greengrass.ipc.mqttproxy": {"edgeclassifier.ImageClassification:mqttproxy:1": policy}}
+
+
+def test_a_topic_outside_the_configurations_own_access_control_is_refused_with_what_to_do() -> None:
+    with pytest.raises(
+        ConfigError, match=r"PublishResultsOnTopic='gg/new' not allowed by .* accessControl .*merge"
+    ):
+        parse_component_config(
+            {}, {"PublishResultsOnTopic": "gg/new", "accessControl": access(DEFAULT_TOPIC)}
+        )
+    with pytest.raises(ConfigError, match=r"StatusTopic='ops/health' not allowed"):
+        build_config(greengrass={"StatusTopic": "ops/health", "accessControl": access(DEFAULT_TOPIC)})
+    with pytest.raises(
+        ConfigError, match="not allowed"
+    ):  # a policy for another operation allows nothing here
+        other = {
+            "aws.greengrass.ipc.mqttproxy": {
+                "p": {"operations": ["aws.greengrass#SubscribeToIoTCore"], "resources": ["*"]}
+            }
+        }
+        build_config(greengrass={"accessControl": other})
+
+
+def test_a_topic_the_access_control_allows_exactly_or_by_wildcard_applies() -> None:
+    assert build_config(greengrass={"PublishResultsOnTopic": "gg/new", "accessControl": access("gg/new")})
+    assert build_config(
+        greengrass={"PublishResultsOnTopic": "site/7/results", "accessControl": access("site/+/results")}
+    )
+    assert build_config(
+        greengrass={"PublishResultsOnTopic": "site/7/results", "accessControl": access("site/#")}
+    )
+    assert build_config(
+        greengrass={"PublishResultsOnTopic": "site/7/results", "accessControl": access("site/*")}
+    )
+    # outside Greengrass (no accessControl in the configuration) there is nothing to check against
+    assert build_config(greengrass={"PublishResultsOnTopic": "gg/new"}).topic == "gg/new"
 
 
 def test_numbers_may_come_as_numbers_or_as_strings_and_a_missing_key_is_its_default() -> None:
@@ -51,8 +101,8 @@ def test_the_running_component_ignores_an_unknown_key_instead_of_blocking_every_
         ("ScoreThreshold", "nan", "less than or equal to 1"),
         ("InferenceInterval", "-1", "InferenceInterval"),
         ("PublishResultsOnTopic", "a/+/b", "wildcards"),
-        ("PublishResultsOnTopic", "a\x00b", "NUL or control characters"),
-        ("PublishResultsOnTopic", "a\x07b", "NUL or control characters"),
+        ("PublishResultsOnTopic", "a\x00b", "must not contain NUL"),
+        ("PublishResultsOnTopic", "a\x07b", "control character U.0007"),
         ("PublishResultsOnTopic", "t" * 257, "257 bytes; AWS IoT Core takes topics of at most 256"),
         ("PublishResultsOnTopic", "a/b/c/d/e/f/g/h/i", "8 slashes; AWS IoT Core allows at most 7"),
         ("PublishResultsOnTopic", "$aws/things/x", "reserves"),

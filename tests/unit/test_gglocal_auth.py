@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from gglocal.auth import MQTTPROXY, PUBSUB, Authorizer, is_authorized, parse_access_control, resource_matches
+from gglocal.auth import Authorizer
 from gglocal.errors import IpcOperationError
+from ggrules.access import MQTTPROXY, PUBSUB, is_authorized, parse_access_control, resource_matches
 
 PUB = "aws.greengrass#PublishToIoTCore"
 SUB = "aws.greengrass#SubscribeToIoTCore"

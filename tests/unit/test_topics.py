@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gglocal.topics import filter_covers, topic_matches, validate_filter, validate_topic
+from ggrules.topics import filter_covers, topic_matches, validate_filter, validate_topic
 
 
 @pytest.mark.parametrize(
