@@ -347,12 +347,15 @@ def _check_access(config: ComponentConfig, greengrass: Mapping[str, Any] | None)
     if not has_access_control(greengrass):
         return
     assert greengrass is not None
+    thing = os.environ.get("AWS_IOT_THING_NAME")  # what {iot:thingName} in a resource stands for
     topics = {
         "PublishResultsOnTopic": config.topic,
         "StatusTopic": config.status_topic or default_status_topic(),
     }
     denied = [
-        f"{key}={topic!r}" for key, topic in topics.items() if not may_publish_to_iot_core(greengrass, topic)
+        f"{key}={topic!r}"
+        for key, topic in topics.items()
+        if not may_publish_to_iot_core(greengrass, topic, thing)
     ]
     if denied:
         raise ConfigError(

@@ -18,13 +18,16 @@ logger = logging.getLogger(__name__)
 class Authorizer:
     """Checks requests against the caller's current configuration (which may change at run time)."""
 
-    def __init__(self, configuration_of: Callable[[str], Mapping[str, Any] | None]) -> None:
+    def __init__(
+        self, configuration_of: Callable[[str], Mapping[str, Any] | None], thing_name: str | None = None
+    ) -> None:
         self._configuration_of = configuration_of
+        self._thing_name = thing_name  # what {iot:thingName} in a policy's resources stands for
 
     def check(self, component: str, service: str, operation: str, resource: str) -> None:
         """Raise UnauthorizedError (as IpcOperationError) unless a policy allows the request."""
         policies = parse_access_control(self._configuration_of(component))
-        if is_authorized(policies, service, operation, resource):
+        if is_authorized(policies, service, operation, resource, thing_name=self._thing_name):
             return
         logger.info("denied %s %s on %s for %s", service, operation, resource, component)
         raise IpcOperationError(

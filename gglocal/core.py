@@ -179,7 +179,12 @@ class Core:
     def _start_ipc_server(self) -> None:
         path = short_socket_path(self.root, self.nucleus.ipc_socket)
         self.ipc = IpcServer(
-            path, config=self.config, iot=self.iot, on_state=self._state_reported, nucleus=self.nucleus
+            path,
+            config=self.config,
+            iot=self.iot,
+            on_state=self._state_reported,
+            nucleus=self.nucleus,
+            thing_name=self.thing_name,
         )
         self.ipc.start()
 

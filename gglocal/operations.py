@@ -67,6 +67,7 @@ class Operations:
         iot: IotCore,
         on_state: StateSink,
         nucleus: NucleusProfile = CLASSIC,
+        thing_name: str | None = None,
     ) -> None:
         self._config = config
         self._bus = bus
@@ -74,7 +75,7 @@ class Operations:
         self._on_state = on_state
         self.nucleus = nucleus
         self.validation = ValidationHub()
-        self._auth = Authorizer(self._configuration_of)
+        self._auth = Authorizer(self._configuration_of, thing_name)
         configuration = ConfigurationOperations(config, nucleus, self.validation)
         specs = (
             OperationSpec("PublishToIoTCore", self.publish_to_iot_core, False),

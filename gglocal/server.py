@@ -94,6 +94,7 @@ class IpcServer:
         on_state: StateSink | None = None,
         nucleus: NucleusProfile = CLASSIC,
         limits: ServerLimits | None = None,
+        thing_name: str | None = None,
     ) -> None:
         self.socket_path = Path(socket_path)
         self.limits = limits or ServerLimits()
@@ -105,7 +106,9 @@ class IpcServer:
         self.iot: IotCore = iot or StdoutIotCore()
         self.reported_states: dict[str, str] = {}
         self._on_state = on_state
-        self.operations = Operations(self.config, self.bus, self.iot, self._state_reported, nucleus)
+        self.operations = Operations(
+            self.config, self.bus, self.iot, self._state_reported, nucleus, thing_name
+        )
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self._connections: list[ServerConnection] = []

@@ -4,7 +4,8 @@ Shape: ``accessControl: {<service>: {<policyId>: {operations: [...], resources: 
 allowed when some policy of that service lists the operation (or ``*``) and a resource that matches: the
 same string, a ``*`` glob (escapes ``${*}``, ``${?}``, ``${$}``), or an MQTT filter (``+``/``#``) covering
 the requested topic (documented for both cores; wildcards measured on both in
-shared/reference/greengrass-real-cores.md).
+shared/reference/greengrass-real-cores.md). Recipe variables in a resource (``{iot:thingName}``) are
+substituted first, as both cores do; one that cannot be substituted makes that resource match nothing.
 
 gglocal's IPC server refuses with it what a core refuses; the component asks it before applying a
 configuration, so a ``PublishResultsOnTopic`` its own ``accessControl`` does not allow is refused with the
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ggrules.topics import filter_covers
+from ggrules.variables import Variable, substitute, variables_in
 
 MQTTPROXY = "aws.greengrass.ipc.mqttproxy"
 PUBSUB = "aws.greengrass.ipc.pubsub"
@@ -118,16 +120,36 @@ def resource_matches(policy_resource: str, requested: str, *, mqtt_wildcards: bo
     return False
 
 
-def is_authorized(policies: Policies, service: str, operation: str, resource: str) -> bool:
-    """True when any policy of ``service`` allows ``operation`` on ``resource``."""
+def _interpolated(policy_resource: str, thing_name: str | None) -> str | None:
+    """The resource with its recipe variables substituted, or None when one of them cannot be."""
+
+    def value_of(variable: Variable) -> str | None:
+        if variable.component is None and (variable.namespace, variable.key) == ("iot", "thingName"):
+            return thing_name
+        return None
+
+    if not any(True for _ in variables_in(policy_resource)):
+        return policy_resource
+    result = substitute(policy_resource, value_of)
+    return None if any(True for _ in variables_in(result)) else result
+
+
+def is_authorized(
+    policies: Policies, service: str, operation: str, resource: str, *, thing_name: str | None = None
+) -> bool:
+    """True when any policy of ``service`` allows ``operation`` on ``resource`` (``{iot:thingName}`` in a
+    policy's resource standing for ``thing_name``)."""
     for policy in policies.get(service, ()):
         if operation not in policy.operations and "*" not in policy.operations:
             continue
-        if any(resource_matches(allowed, resource) for allowed in policy.resources):
-            return True
+        for allowed in policy.resources:
+            pattern = _interpolated(allowed, thing_name)
+            if pattern is not None and resource_matches(pattern, resource):
+                return True
     return False
 
 
-def may_publish_to_iot_core(configuration: Mapping[str, Any], topic: str) -> bool:
+def may_publish_to_iot_core(configuration: Mapping[str, Any], topic: str, thing_name: str | None) -> bool:
     """True when the configuration's own ``accessControl`` lets its component publish on ``topic``."""
-    return is_authorized(parse_access_control(configuration), MQTTPROXY, PUBLISH_TO_IOT_CORE, topic)
+    policies = parse_access_control(configuration)
+    return is_authorized(policies, MQTTPROXY, PUBLISH_TO_IOT_CORE, topic, thing_name=thing_name)

@@ -157,3 +157,17 @@ def test_a_proposal_is_checked_as_strictly_as_at_start(tmp_path: Path) -> None:
     assert "unknown configuration key(s) Topk" in str(proposal_problem({}, {"Topk": "3"}))
     assert "TopK='0'" in str(proposal_problem({}, {"TopK": "0"}))
     assert "manifest.json does not exist" in str(proposal_problem({}, {"ModelPath": str(tmp_path)}))
+
+
+def test_the_thing_name_variable_in_an_access_control_resource_stands_for_this_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_IOT_THING_NAME", "camera-7")
+    allowed = {
+        "PublishResultsOnTopic": "site/camera-7/results",
+        "accessControl": access("site/{iot:thingName}/results"),
+    }
+    assert build_config(greengrass=allowed).topic == "site/camera-7/results"
+    other = {**allowed, "PublishResultsOnTopic": "site/camera-8/results"}
+    with pytest.raises(ConfigError, match="not allowed"):
+        build_config(greengrass=other)

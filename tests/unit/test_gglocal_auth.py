@@ -84,3 +84,18 @@ def test_authorizer_raises_unauthorized_error_naming_the_request() -> None:
     assert "other" in info.value.message and "c" in info.value.message
     with pytest.raises(IpcOperationError):
         authorizer.check("unknown", MQTTPROXY, PUB, "gg/results")
+
+
+def test_the_thing_name_variable_in_a_resource_is_substituted_and_an_unknown_one_matches_nothing() -> None:
+    policies = parse_access_control(
+        {
+            "accessControl": {
+                MQTTPROXY: {"p": {"operations": ["*"], "resources": ["d/{iot:thingName}/#", "x/{iot:other}"]}}
+            }
+        }
+    )
+    assert is_authorized(policies, MQTTPROXY, "aws.greengrass#PublishToIoTCore", "d/cam/r", thing_name="cam")
+    assert not is_authorized(
+        policies, MQTTPROXY, "aws.greengrass#PublishToIoTCore", "d/other/r", thing_name="cam"
+    )
+    assert not is_authorized(policies, MQTTPROXY, "aws.greengrass#PublishToIoTCore", "x/{iot:other}")
