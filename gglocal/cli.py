@@ -1,11 +1,13 @@
-"""Command line: ``python -m gglocal deploy|status|config|stop``.
+"""Command line: ``python -m gglocal deploy|deployment|status|config|stop``.
 
 ``deploy`` runs in the foreground until SIGINT/SIGTERM or ``gglocal stop``, as the core ``--nucleus`` names
 (``classic``, the Java nucleus, by default, or ``lite``); published IoT Core messages go to stdout as JSON
-lines when no ``--mqtt`` broker is given; logs go to stderr and ``<root>/logs/greengrass.log``. ``config``
-is a configuration deployment: on the Java nucleus a component may reject it (the message is printed,
-exit 2). ``status`` shows each component's state, errors within the last hour and restarts, and the
-broker connection and outbox depth (``--json``: the components; ``--json --full``: everything).
+lines when no ``--mqtt`` broker is given; logs go to stderr and ``<root>/logs/greengrass.log``.
+``deployment`` is a further deployment into the running stand-in (a new version of a component replaces
+the running one, and what depends HARD on it restarts). ``config`` is a configuration deployment: on the
+Java nucleus a component may reject it (the message is printed, exit 2). ``status`` shows each component's
+state, errors within the last hour and restarts, and the broker connection and outbox depth (``--json``:
+the components; ``--json --full``: everything).
 Exit codes: 0 ok, 2 deployment/usage error, 3 the running stand-in could not be reached.
 """
 
@@ -16,6 +18,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -91,6 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--component", required=True)
     config.add_argument("--merge", metavar="JSON", help="object to merge into the configuration")
     config.add_argument("--reset", action="append", default=[], metavar="/path", help="JSON pointer to reset")
+
+    further = commands.add_parser(
+        "deployment",
+        help="deploy (a new version of) components into a running stand-in, as greengrass-cli deployment"
+        " create or ggl-cli deploy do; waits for the outcome",
+    )
+    further.add_argument(
+        "build_dir", nargs="?", type=Path, help="GDK build output (has recipes/ and artifacts/)"
+    )
+    further.add_argument("--recipe-dir", type=Path, help="recipes (instead of BUILD_DIR/recipes)")
+    further.add_argument("--artifact-dir", type=Path, help="artifacts as <name>/<version>/<file>")
+    further.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
+    further.add_argument(
+        "--only", nargs="+", metavar="NAME", help="deploy only these components (and their deps)"
+    )
+    further.add_argument(
+        "--update-config", metavar="JSON_OR_FILE", help='{"<name>": {"MERGE": {...}, "RESET": [...]}}'
+    )
+    further.add_argument(
+        "--timeout", type=float, default=900.0, metavar="SECONDS", help="how long to wait (default 900)"
+    )
 
     stop = commands.add_parser("stop", help="stop a running stand-in")
     stop.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
@@ -174,6 +198,34 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deployment(args: argparse.Namespace) -> int:
+    if args.build_dir is None and args.recipe_dir is None:
+        logger.error("deployment needs BUILD_DIR or --recipe-dir")
+        return 2
+    paths = {"build_dir": args.build_dir, "recipe_dir": args.recipe_dir, "artifact_dir": args.artifact_dir}
+    request = {
+        "cmd": "deploy",
+        **{key: str(path.absolute()) for key, path in paths.items() if path is not None},
+        "only": args.only or [],
+        "update_config": args.update_config,
+    }
+    deployment = send_command(args.root, request)["deployment"]
+    logger.info("deployment %s queued; waiting for it (up to %s s)", deployment["id"], args.timeout)
+    deadline = time.monotonic() + args.timeout
+    while deployment.get("status") == "IN_PROGRESS":
+        if time.monotonic() > deadline:
+            logger.error("deployment %s still in progress after %s s", deployment["id"], args.timeout)
+            return 2
+        time.sleep(0.5)
+        known = send_command(args.root, {"cmd": "status"}).get("deployments", [])
+        deployment = next((d for d in known if d["id"] == deployment["id"]), deployment)
+    if deployment.get("status") != "SUCCEEDED":
+        logger.error("deployment %s failed: %s", deployment["id"], deployment.get("message"))
+        return 2
+    print(json.dumps(deployment))
+    return 0
+
+
 def _stop(args: argparse.Namespace) -> int:
     send_command(args.root, {"cmd": "stop"})
     return 0
@@ -192,7 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log_file = args.root / "logs" / "greengrass.log" if args.command == "deploy" else None
     configure_logging(args.log_level, log_file)
-    commands = {"deploy": _deploy, "status": _status, "config": _config, "stop": _stop}
+    commands = {
+        "deploy": _deploy,
+        "deployment": _deployment,
+        "status": _status,
+        "config": _config,
+        "stop": _stop,
+    }
     try:
         return commands[args.command](args)
     except ControlError as exc:

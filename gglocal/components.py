@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from gglocal.runner import ComponentRunner, ComponentState, RestartPolicy
 from gglocal.server import IpcServer
 from gglocal.steps import ComponentSpec
 from gglocal.variables import ComponentPaths, VariableContext
+from ggrules.semver import Version
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,41 @@ class ComponentSet:
             )
             self._runners[name] = runner
         return runner
+
+    def hard_dependents(self, names: Iterable[str]) -> list[str]:
+        """Deployed components that depend HARD on any of ``names``, directly or through each other, in
+        deployment order: both cores restart them when such a dependency is redeployed (the Java nucleus
+        stops and starts dependers; lite's units are BindsTo= theirs)."""
+        changed = set(names)
+        found: list[str] = []
+        with self._lock:
+            order = [n for n in self.planned if n in self._runners]
+            grew = True
+            while grew:
+                grew = False
+                for name in order:
+                    if name in changed:
+                        continue
+                    deps = self.planned[name].recipe.dependencies
+                    if any(d.dependency_type == "HARD" and d.name in changed for d in deps):
+                        changed.add(name)
+                        found.append(name)
+                        grew = True
+        return [n for n in order if n in found]
+
+    def requirement_conflicts(self, versions: Mapping[str, Version]) -> list[str]:
+        """What deployed components (other than those being deployed) say against the new ``versions``."""
+        conflicts = []
+        with self._lock:
+            for name in self._runners:
+                if name in versions:
+                    continue
+                for dep in self.planned[name].recipe.dependencies:
+                    if dep.name in versions and not dep.requirement.matches(versions[dep.name]):
+                        conflicts.append(
+                            f"{name} needs {dep.name} {dep.requirement}, not {versions[dep.name]}"
+                        )
+        return conflicts
 
     def stop(self, names: list[str]) -> None:
         """Stop these components (in reverse order) and forget their runners."""

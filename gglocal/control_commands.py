@@ -7,6 +7,9 @@
   ``{"changed": ["/p", ...], "deployment": {"id", "status": "SUCCEEDED"|"FAILED", "message"}}``. A
   deployment a component rejected is answered (``ok`` true) with status FAILED and the nucleus's message;
   an unknown component is an error (``ok`` false).
+* ``{"cmd": "deploy", "build_dir": P | "recipe_dir": P, "artifact_dir": P, "only": [N], "update_config": J}``
+  -> ``{"deployment": {"id", "status": "IN_PROGRESS"}}`` at once; the outcome shows in ``status``'s
+  ``deployments``.
 * ``{"cmd": "stop"}`` -> ``{}``, and the stand-in stops.
 """
 
@@ -28,7 +31,7 @@ class ControlCommands:
         self._core = core
 
     def table(self) -> dict[str, CommandHandler]:
-        return {"status": self.status, "config": self.config, "stop": self.stop}
+        return {"status": self.status, "config": self.config, "deploy": self.deploy, "stop": self.stop}
 
     def status(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._core.status()
@@ -43,6 +46,21 @@ class ControlCommands:
         except ConfigurationValidationError:
             changed = []
         return {"changed": changed, "deployment": self._core.deployments[-1]}
+
+    def deploy(self, request: dict[str, Any]) -> dict[str, Any]:
+        paths = {key: request.get(key) for key in ("build_dir", "recipe_dir", "artifact_dir")}
+        only = request.get("only") or []
+        update = request.get("update_config")
+        if not all(v is None or isinstance(v, str) for v in paths.values()):
+            raise ValueError("build_dir, recipe_dir and artifact_dir must be paths (strings)")
+        if not isinstance(only, list) or not all(isinstance(n, str) for n in only):
+            raise ValueError("only must be a list of component names")
+        if update is not None and not isinstance(update, str | dict):
+            raise ValueError("update_config must be JSON text or an object")
+        if paths["build_dir"] is None and paths["recipe_dir"] is None:
+            raise ValueError("deploy needs build_dir or recipe_dir")
+        deployment_id = self._core.deploy_in_background(**paths, only=only or None, update_config=update)
+        return {"deployment": next(d for d in self._core.deployments if d["id"] == deployment_id)}
 
     def stop(self, request: dict[str, Any]) -> dict[str, Any]:
         self._core.stop_requested.set()

@@ -29,7 +29,7 @@ from gglocal.configstore import ConfigStore
 from gglocal.control import ControlServer, read_state_file, write_state_file
 from gglocal.control_commands import ControlCommands
 from gglocal.deployment import BuildSource, ConfigUpdate, load_recipes, parse_update_config, plan_deployment
-from gglocal.errors import ControlError, DeploymentError
+from gglocal.errors import ControlError, DeploymentError, GgLocalError
 from gglocal.iotcore import IotCore, StdoutIotCore
 from gglocal.leftovers import ProcessRecord, stop_leftovers
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
@@ -89,6 +89,7 @@ class Core:
         self._config_deployer: ConfigDeployer | None = None
         self._processes: ProcessRecord | None = None
         self._lock = threading.RLock()
+        self._deploying = threading.Lock()
         self._started = False
 
     # -- start / stop ----------------------------------------------------------------------------
@@ -247,27 +248,50 @@ class Core:
         artifact_dir: Path | str | None = None,
         update_config: str | Mapping[str, Any] | None = None,
         only: Sequence[str] | None = None,
+        deployment_id: str | None = None,
     ) -> list[str]:
         """Install and start the build's components, dependencies first; returns their names in that order.
+        On a running core this is a further deployment: the components it names are replaced (running
+        components that depend HARD on them restart, as on both cores), the others keep running.
 
         Raises DeploymentError (RecipeError when the profile's core refuses a recipe; on the Java nucleus
         ConfigurationValidationError when a running component rejects the configuration it would get)."""
-        if build_dir is not None:
-            source = BuildSource.from_build_dir(Path(build_dir))
-        elif recipe_dir is not None:
-            source = BuildSource(Path(recipe_dir), Path(artifact_dir) if artifact_dir else None)
-        else:
-            raise DeploymentError("deploy needs a build dir, or a recipe dir (and an artifact dir)")
-        self.start()
-        deployment_id = new_deployment_id()
+        deployment_id = deployment_id or new_deployment_id()
         try:
-            names = self._deploy(source, parse_update_config(update_config), only, deployment_id)
+            if build_dir is not None:
+                source = BuildSource.from_build_dir(Path(build_dir))
+            elif recipe_dir is not None:
+                source = BuildSource(Path(recipe_dir), Path(artifact_dir) if artifact_dir else None)
+            else:
+                raise DeploymentError("deploy needs a build dir, or a recipe dir (and an artifact dir)")
+            self.start()
+            with self._deploying:  # one deployment at a time, as both cores queue them
+                names = self._deploy(source, parse_update_config(update_config), only, deployment_id)
         except DeploymentError as exc:
             self._record(deployment_id, "deploy", "FAILED", str(exc))
             raise
         self._record(deployment_id, "deploy", "SUCCEEDED", "")
         logger.info("local deployment %s started: %s", deployment_id, ", ".join(names))
         return names
+
+    def deploy_in_background(self, **deployment: Any) -> str:
+        """Queue a further deployment (keywords of ``deploy``) on the running core; returns its id at once.
+        Its outcome appears in ``deployments`` (IN_PROGRESS, then SUCCEEDED or FAILED with the reason)."""
+        deployment_id = new_deployment_id()
+        self._record(deployment_id, "deploy", "IN_PROGRESS", "")
+
+        def run() -> None:
+            try:
+                self.deploy(**deployment, deployment_id=deployment_id)
+            except GgLocalError as exc:
+                logger.error("deployment %s failed: %s", deployment_id, exc)
+                self._record(deployment_id, "deploy", "FAILED", str(exc))
+            except Exception as exc:  # a deployment thread always records an outcome
+                logger.exception("deployment %s failed unexpectedly", deployment_id)
+                self._record(deployment_id, "deploy", "FAILED", f"internal error: {exc}")
+
+        threading.Thread(target=run, name=f"deployment-{deployment_id[:8]}", daemon=True).start()
+        return deployment_id
 
     def _deploy(
         self,
@@ -281,6 +305,11 @@ class Core:
         plan = plan_deployment(recipes, only=only, device=self.device, nucleus=self.nucleus)
         for name in set(updates) - {p.name for p in plan}:
             logger.warning("--update-config names %s, which is not deployed; ignored", name)
+        conflicts = components.requirement_conflicts({p.name: p.recipe.version for p in plan})
+        if conflicts:
+            raise DeploymentError(
+                "version requirements of deployed components conflict: " + "; ".join(conflicts)
+            )
         with self._lock:
             # a running component keeping its version is asked first (Java nucleus); a redeployment starts
             # from the recipe's defaults, so the proposal is a RESET of everything, then the update
@@ -291,7 +320,8 @@ class Core:
             }
             proposals = {n: ConfigUpdate(u.merge, ("", *u.reset)) for n, u in same_version.items()}
             deployer.validate(deployment_id, proposals)
-            components.stop([p.name for p in plan if p.name in components])
+            dependents = components.hard_dependents(p.name for p in plan if p.name in components)
+            components.stop([*[p.name for p in plan if p.name in components], *dependents])
             for planned in plan:
                 archives = self.nucleus.installs_archives
                 install_artifacts(
@@ -304,6 +334,9 @@ class Core:
             runners = [components.add(planned) for planned in plan]
             for runner in runners:
                 runner.start()
+            for name in dependents:
+                logger.info("%s: restarting, a HARD dependency was redeployed", name)
+                components.add(components.planned[name], installed=True).start()
         return [p.name for p in plan]
 
     def update_config(
@@ -325,11 +358,11 @@ class Core:
         return changed
 
     def _record(self, deployment_id: str, kind: str, status: str, message: str) -> None:
+        """The deployment's outcome, replacing an earlier one of the same id; the last ten are kept."""
+        entry = {"id": deployment_id, "kind": kind, "status": status, "message": message}
         with self._lock:
-            self.deployments = [
-                *self.deployments[-9:],
-                {"id": deployment_id, "kind": kind, "status": status, "message": message},
-            ]
+            others = [d for d in self.deployments if d["id"] != deployment_id]
+            self.deployments = [*others[-9:], entry]
 
     def _parts(self) -> tuple[ComponentSet, ConfigDeployer]:
         if self._components is None or self._config_deployer is None:

@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,32 @@ def agent_process(socket: Path, models_root: Path, *extra: str) -> Iterator[subp
         yield proc
     finally:
         stop_process(proc)
+
+
+@contextmanager
+def standin(
+    build: Path, root: Path, *options: str, ready: Callable[[], bool], timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m gglocal deploy BUILD --root ROOT OPTIONS`` in the background (stderr beside ROOT),
+    yielded once ``ready()``; stopped with ``gglocal stop`` after, which must end it cleanly (else killed)."""
+    stderr_path = root.parent / f"{root.name}-stderr.log"
+    with stderr_path.open("w") as stderr:
+        command = [sys.executable, "-m", "gglocal", "deploy", str(build), "--root", str(root), *options]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready() and time.monotonic() < deadline:
+                assert process.poll() is None, stderr_path.read_text()
+                time.sleep(0.1)
+            assert ready(), stderr_path.read_text()
+            yield process
+            stop = run_module("gglocal", "stop", "--root", str(root))
+            assert stop.returncode == 0, stop.stderr
+            assert process.wait(timeout) == 0, stderr_path.read_text()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout)
 
 
 def run_module(module: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,8 @@ from typing import IO, Any
 
 import pytest
 
+from ..helpers import standin as running_standin
+
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 30.0
@@ -210,24 +212,10 @@ def write_validator_build(build: Path) -> None:
 
 @contextlib.contextmanager
 def standin(build: Path, root: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m gglocal deploy BUILD --root ROOT OPTIONS`` in the background, until its Validator is ready;
-    stopped with ``gglocal stop`` (killed if it will not) after."""
-    with (root.parent / f"{root.name}-stderr.log").open("w") as stderr:
-        command = [sys.executable, "-m", "gglocal", "deploy", str(build), "--root", str(root), *options]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
-        try:
-            ready = root / "work" / "com.example.Validator" / "ready"
-            deadline = time.monotonic() + TIMEOUT
-            while not ready.exists() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert ready.exists(), Path(stderr.name).read_text()
-            yield process
-            assert gglocal("stop", "--root", str(root)).returncode == 0
-            assert process.wait(TIMEOUT) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(TIMEOUT)
+    """The stand-in in the background until its Validator is ready (tests.helpers.standin)."""
+    ready = root / "work" / "com.example.Validator" / "ready"
+    with running_standin(build, root, *options, ready=ready.exists, timeout=TIMEOUT) as process:
+        yield process
 
 
 def config(root: Path, merge: str) -> subprocess.CompletedProcess[str]:
