@@ -165,8 +165,8 @@ def installer(root: Path) -> Files:
 
 
 def inference_files(root: Path) -> Files:
-    """component/, ggrules/, agent_client/, modelpkg/, images/ (sample *.jpg and their SOURCES.md), requirements.txt,
-    __main__.py (the installer)."""
+    """component/, ggrules/, agent_client/, modelpkg/, images/ (sample *.jpg and their SOURCES.md),
+    requirements.txt, __main__.py (the installer)."""
     images = root / "artifacts" / "images"
     jpgs = sorted(images.glob("*.jpg"))
     if not jpgs:

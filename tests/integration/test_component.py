@@ -449,7 +449,7 @@ def test_sigterm_under_greengrass_publishes_stopped(socket_path: Path, tmp_path:
     agent = start_agent(socket_path, MODEL_DIR.parent)
     try:
         with (
-            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="30") as (env, _),
+            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="30") as (env, _, _),
             component(env=env, cwd=tmp_path) as comp,
         ):
             wait_until(lambda: len(iot.results()) >= 2, 60, comp.log)

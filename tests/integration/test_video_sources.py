@@ -23,6 +23,7 @@ from component.video import VideoSource
 from ..helpers import IMAGES_DIR, run_inference, stdout_payloads
 from ..mqtt_broker import free_port
 from ..rtsp_server import RtspRelay
+from ..video_streams import RtspPublisher, live_encode, make_clip
 
 pytestmark = pytest.mark.integration
 
@@ -30,32 +31,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two seconds at 10 fps of chelsea.jpg (a cat), MPEG-4."""
-    path = tmp_path_factory.mktemp("video") / "chelsea.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-loop",
-            "1",
-            "-i",
-            str(IMAGES_DIR / "chelsea.jpg"),
-            "-t",
-            "2",
-            "-r",
-            "10",
-            "-c:v",
-            "mpeg4",
-            "-q:v",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
+    return make_clip(tmp_path_factory.mktemp("video") / "chelsea.mp4")
 
 
 def frames_until(source: FrameSource, count: int, timeout: float = 30.0) -> list[Frame]:
@@ -99,13 +75,6 @@ def test_the_component_classifies_a_video_of_the_cat(
     results = stdout_payloads(capsys.readouterr().out)
     assert len(results) == 8
     assert all(r["inference-results"][0]["Label"] in {"tiger cat", "Egyptian cat", "tabby"} for r in results)
-
-
-def live_encode(clip: Path, gop: int) -> list[str]:
-    """ffmpeg reading the clip in real time, looped for ever, re-encoded as MPEG-4 with a key frame every
-    `gop` frames: the start of a live stream's command line, before its output options."""
-    source = ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip)]
-    return [*source, "-c:v", "mpeg4", "-q:v", "3", "-g", str(gop)]
 
 
 class StreamServer:
@@ -179,42 +148,6 @@ def test_a_live_source_drops_the_oldest_frames_when_nobody_reads(stream: StreamS
 # -- RTSP: ffmpeg publishes to a test relay, the video source plays from it ------------------------------
 
 CAT_LABELS = {"tiger cat", "Egyptian cat", "tabby"}
-
-
-class RtspPublisher:
-    """ffmpeg publishing the clip, looped and re-encoded live (a key frame every `gop` frames), to an RTSP
-    relay over TCP: OPTIONS, ANNOUNCE, SETUP, RECORD, then RTP interleaved on that connection."""
-
-    def __init__(self, clip: Path, relay: RtspRelay, path: str = "cam", gop: int = 5) -> None:
-        self.clip = clip
-        self.gop = gop
-        self.relay = relay
-        self.path = path
-        self.url = relay.url(path)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Starts ffmpeg and returns once it records on the relay."""
-        self.process = subprocess.Popen(
-            [
-                *live_encode(self.clip, gop=self.gop),
-                "-f",
-                "rtsp",
-                "-rtsp_transport",
-                "tcp",
-                self.url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not self.relay.wait_for_publisher(self.path, 30.0):
-            self.stop()
-            pytest.fail(f"ffmpeg did not start publishing to {self.url} within 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
 
 
 @pytest.fixture
