@@ -32,6 +32,7 @@ from agent_client.sockets import (
     check_socket_path_length,
     claim_socket_path,
     default_trusted_uids,
+    describe_uid,
     prepare_socket_folder,
 )
 
@@ -130,9 +131,10 @@ class AgentServer:
         self._bind_socket()
         self._mark_serving()
         logger.info(
-            "agent serving on %s (models roots %s)",
+            "agent serving on %s (models roots %s; trusting %s)",
             self.options.socket,
             ", ".join(map(str, self.options.models_roots)),
+            ", ".join(describe_uid(uid) for uid in sorted(self.options.all_trusted_uids)),
         )
 
     def stop(self, grace: float = 5.0) -> None:

@@ -3,13 +3,17 @@ be bound (a socket left by a dead server is removed; a live one, another user's,
 whether a socket folder is safe to serve in, and whether the process serving a socket can be trusted.
 
 Trust model. Whoever can create or replace the socket file can impersonate the agent, so both ends check:
-- the folder holding the socket and every folder above it belong to a trusted user (root or our own uid, plus
-  any the caller adds), and no other user can write them, except a sticky folder such as /tmp: there other
-  users cannot remove or rename our entries, but they can take a name that is free (while the agent is down),
-  which is why a socket found there must also be owned by, and served by, a trusted user;
+- the folder holding the socket and every folder above it belong to a trusted user (root, our own uid, the
+  Greengrass core's user, plus any the caller adds), and no other user can write them, except a sticky
+  folder such as /tmp: there other users cannot remove or rename our entries, but they can take a name that
+  is free (while the agent is down), which is why a socket found there must also be owned by, and served
+  by, a trusted user;
 - the socket file is owned by a trusted uid, and the process listening on it (SO_PEERCRED: the pid, uid and
   gid the kernel recorded at listen()) runs as that same uid.
 Group-writable folders count as writable by other users (the group's members are not known to be trusted).
+The core's user is the owner of the Greengrass root the recipe gives as EDGECLASSIFIER_GG_ROOT: ggcore on
+nucleus lite (which owns /var/lib/greengrass), root on the Java nucleus. It installs and starts this process,
+so it is trusted already; without it no socket in a component's work folder could pass on lite.
 
 Standard library only.
 """
@@ -69,9 +73,26 @@ def check_socket_path_length(path: Path) -> None:
         )
 
 
+GG_ROOT_ENV = "EDGECLASSIFIER_GG_ROOT"  # the recipes set it to {kernel:rootPath}
+
+
+def greengrass_core_uid() -> int | None:
+    """The owner of the Greengrass root named by EDGECLASSIFIER_GG_ROOT (the core's own user), or None when
+    not under Greengrass or the root is not a folder."""
+    root = os.environ.get(GG_ROOT_ENV, "")
+    if not root:
+        return None
+    try:
+        info = os.stat(root)
+    except OSError:
+        return None
+    return info.st_uid if stat.S_ISDIR(info.st_mode) else None
+
+
 def default_trusted_uids(extra: Iterable[int] = ()) -> frozenset[int]:
-    """Root, this process's effective uid, and extra."""
-    return frozenset({0, os.geteuid(), *extra})
+    """Root, this process's effective uid, the Greengrass core's user (under Greengrass), and extra."""
+    core = greengrass_core_uid()
+    return frozenset({0, os.geteuid(), *extra, *(() if core is None else (core,))})
 
 
 def describe_uid(uid: int) -> str:

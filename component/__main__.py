@@ -27,6 +27,7 @@ from .config import (
     parse_component_config,
     preflight,
     proposal_problem,
+    unknown_keys,
 )
 from .configfeed import ConfigurationFeed
 from .ipc import CoreConnection, under_greengrass
@@ -142,14 +143,9 @@ def greengrass_start(cli: dict[str, Any]) -> tuple[ComponentConfig, Updates, Sta
             logger.warning("%s; trying again", exc)
             time.sleep(1.0)
     status = ConfigurationStatus()
+    status.note_ignored(unknown_keys(raw))
     try:
-        parsed = parse_component_config(cli, raw)
-        config, status.ignored = parsed.config, parsed.ignored
-        if parsed.ignored:
-            logger.error(
-                "unknown configuration key(s) %s ignored (remove them with a RESET)",
-                ", ".join(parsed.ignored),
-            )
+        config = parse_component_config(cli, raw).config
     except ConfigError as exc:
         config = last_good(cli, state_dir)
         status.state, status.reason, status.refusals = "REFUSED", str(exc), 1
@@ -181,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             app.start()
             app.run()
         finally:
-            app.close()
             if feed is not None:
-                feed.close()
+                feed.close()  # first: the streams that end with the connection are not the core closing them
+            app.close()
             if options.core is not None:
                 options.core.close()
     except EdgeError as exc:

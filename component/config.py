@@ -293,17 +293,20 @@ def _values(
 ) -> tuple[dict[str, Any], list[str]]:
     aliases = _aliases()
     values: dict[str, Any] = {k: v for k, v in (cli or {}).items() if v is not None}
-    unknown = []
+    unknown = unknown_keys(greengrass)
     for key, value in (greengrass or {}).items():
-        if key in CORE_KEYS:
-            continue
-        if key not in aliases:
-            unknown.append(key)
+        if key in CORE_KEYS or key in unknown:
             continue
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue  # not set: the command line's value, else the default
         values[aliases[key]] = value
-    return values, sorted(unknown)
+    return values, list(unknown)
+
+
+def unknown_keys(greengrass: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The keys of the core's configuration that are neither ours nor the core's own, sorted."""
+    aliases = _aliases()
+    return tuple(sorted(k for k in (greengrass or {}) if k not in CORE_KEYS and k not in aliases))
 
 
 def _validate(values: dict[str, Any]) -> ComponentConfig:

@@ -98,6 +98,7 @@ class ConfigurationFeed:
         }
 
     def close(self) -> None:
+        self._live.clear()  # what closes from now on is ours closing
         for stream in self._streams:
             stream.close()
         self._streams = []

@@ -16,8 +16,9 @@ import os
 import platform
 from pathlib import Path
 
+from agent_client.sockets import GG_ROOT_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
-GG_ROOT_ENV = "EDGECLASSIFIER_GG_ROOT"
 MODEL_COMPONENT = "edgeclassifier.Model.EfficientNetLite0"
 AGENT_COMPONENT = "edgeclassifier.Agent"
 # ModelVariant -> the bundled folder (the Neo one is per CPU: <folder>-<uname -m>)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agent_client.errors import AgentTimeoutError, AgentUnavailableError, ConfigError, EdgeError, SourceError
 
 from .backoff import Backoff
-from .config import RESTART_KEYS, ComponentConfig, parse_component_config
+from .config import RESTART_KEYS, ComponentConfig, parse_component_config, unknown_keys
 from .files import write_private
 from .sources import FrameSource, open_source
 from .status import default_status_topic
@@ -62,6 +62,15 @@ class ConfigurationStatus:
             "applied": self.applied,
         }
 
+    def note_ignored(self, keys: tuple[str, ...]) -> None:
+        """The unknown keys of the configuration the core holds (reported whether or not the rest applies)."""
+        if keys and keys != self.ignored:
+            logger.error(
+                "unknown configuration key(s) %s ignored (remove them with a RESET; --help lists the keys)",
+                ", ".join(keys),
+            )
+        self.ignored = keys
+
     def refuse(self, reason: str, stays: str = "the last good configuration stays") -> None:
         first = self.state != "REFUSED" or self.reason != reason
         self.state, self.reason = "REFUSED", reason
@@ -95,18 +104,13 @@ class Reconfigurer:
 
     def _apply(self, raw: dict[str, Any]) -> None:
         app = self.app
+        self.status.note_ignored(unknown_keys(raw))
         try:
             parsed = parse_component_config(app.options.cli, raw)
         except ConfigError as exc:
             self._pending = None
             self.status.refuse(str(exc))
             return
-        if parsed.ignored and parsed.ignored != self.status.ignored:
-            logger.error(
-                "unknown configuration key(s) %s ignored (remove them with a RESET; --help lists the keys)",
-                ", ".join(parsed.ignored),
-            )
-        self.status.ignored = parsed.ignored
         try:
             self._reconfigure(app.config, parsed.config)
         except (AgentUnavailableError, AgentTimeoutError) as exc:

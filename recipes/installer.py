@@ -18,6 +18,10 @@ cores substitute; nothing from the configuration, which nucleus lite would escap
 4. `--packages`: the model component publishes `<work>/current/<variant>` (symlinks to the package
    folders: fp32, int8, neo), which the inference component and the agent find from {kernel:rootPath} alone;
    `current` is swapped atomically, so a new version of the model component is seen whole or not at all.
+5. What earlier versions left in the work folder (`unpacked/<version>`, `packages-<version>`) is removed,
+   except for the version being installed and the one in use until now (a process of it may still run).
+   Measured on nucleus lite: five model versions kept 5 x 41 MB although the core had removed their
+   artifacts.
 Exit status 0 when the component is ready, 1 with a message saying what to do otherwise.
 """
 
@@ -189,6 +193,31 @@ def publish_packages(work: Path, version: str, folders: list[Path]) -> None:
     print(f"model packages {', '.join(sorted(variants))} of {version} published in {work / 'current'}")
 
 
+def version_in_use(work: Path, links: list[str]) -> str | None:
+    """The version an existing link of the work folder points into (unpacked/<v>/... or packages-<v>)."""
+    for name in links:
+        link = work / name
+        if not link.is_symlink():
+            continue
+        target = Path(os.readlink(link))
+        parts = target.relative_to(work).parts if target.is_relative_to(work) else ()
+        if len(parts) >= 2 and parts[0] == "unpacked":
+            return parts[1]
+        if parts and parts[0].startswith("packages-"):
+            return parts[0].removeprefix("packages-")
+    return None
+
+
+def prune(work: Path, keep: set[str]) -> None:
+    """Removes what other versions left: unpacked/<v> (with its .sha256 markers) and packages-<v>."""
+    unpacked = work / "unpacked"
+    stale = [p for p in unpacked.iterdir() if p.name not in keep] if unpacked.is_dir() else []
+    stale += [p for p in work.glob("packages-*") if p.name.removeprefix("packages-") not in keep]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"removed {path}, left by an earlier version")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="install", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("command", choices=["install"])
@@ -206,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o022)
     try:
         python_ok()
+        previous = version_in_use(args.work, [name for name in (args.link, "current") if name])
         folders = component_files(args)
         if args.link:
             replace_link(args.work / args.link, folders[0])
@@ -213,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             virtualenv(args.work, folders[0] / "requirements.txt")
         if args.packages:
             publish_packages(args.work, args.version, folders)
+        prune(args.work, {args.version, *([previous] if previous else [])})
     except (InstallError, OSError, zipfile.BadZipFile) as exc:
         print(f"edgeclassifier install: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ from agent_client.errors import AgentUntrustedError, ConfigError
 from agent_client.sockets import check_socket_folder, default_trusted_uids
 
 from ..agent_fixtures import fake_agent, other_uid, shared_folder
-from ..helpers import run_module
+from ..helpers import ROOT, run_module, wait_for_agent
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +215,54 @@ def test_only_the_socket_group_may_connect_through_a_0750_folder_and_a_0660_sock
             server.stop(grace=0.5)
     finally:
         shutil.rmtree(base)
+
+
+LITE_CORE_UID = 980  # stands for ggcore, the user nucleus lite runs as, which owns /var/lib/greengrass
+
+
+@pytest.fixture
+def lite_layout(models_root: Path) -> Iterator[Path]:
+    """Nucleus lite's layout: the Greengrass root owned by the core's user (0755), work/ root:core 0755, the
+    agent's work folder its own; yields the agent's work folder."""
+    root = Path(tempfile.mkdtemp(prefix="gg-", dir="/tmp")) / "greengrass"
+    work = root / "work" / "edgeclassifier.Agent"
+    work.mkdir(parents=True)
+    os.chown(root, LITE_CORE_UID, LITE_CORE_UID)
+    os.chown(root / "work", 0, LITE_CORE_UID)
+    for folder in (root.parent, root, root / "work", work):
+        folder.chmod(0o755)
+    try:
+        yield work
+    finally:
+        shutil.rmtree(root.parent)
+
+
+def test_on_lites_layout_the_agent_trusts_the_cores_user_only_under_that_core(
+    lite_layout: Path, models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folders above the default socket belong to the core's user: refused outside Greengrass (who owns
+    them is not known to be trusted), served under it (EDGECLASSIFIER_GG_ROOT names the core's root), and the
+    component's client, given the same root, trusts the agent serving there."""
+    socket_path = lite_layout / "agent.sock"
+    command = ("agent", "--socket", str(socket_path), "--models-root", str(models_root))
+    refused = run_module(*command, timeout=30)
+    assert refused.returncode == 2 and f"belongs to uid {LITE_CORE_UID}" in refused.stderr
+    monkeypatch.setenv("EDGECLASSIFIER_GG_ROOT", str(lite_layout.parent.parent))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    agent = subprocess.Popen(
+        [sys.executable, "-m", *command], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for_agent(socket_path)
+        with AgentClient(socket_path, ClientOptions(timeout=5.0)) as client:
+            assert client.list_models() == ()
+        monkeypatch.delenv("EDGECLASSIFIER_GG_ROOT")
+        with (
+            AgentClient(socket_path, ClientOptions(timeout=5.0)) as outsider,
+            pytest.raises(AgentUntrustedError),
+        ):
+            outsider.list_models()  # not under that core: the folders' owner is not trusted
+    finally:
+        agent.terminate()
+        _, stderr = agent.communicate(timeout=30)
+    assert f"trusting uid 0 (root), uid {LITE_CORE_UID}" in stderr

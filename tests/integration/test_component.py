@@ -458,6 +458,7 @@ def test_sigterm_under_greengrass_publishes_stopped(socket_path: Path, tmp_path:
     finally:
         stop_process(agent)
     assert iot.states() == ["STOPPED"] and "Traceback" not in comp.log
+    assert "subscribing again" not in comp.log  # the streams closing with the component are not an outage
 
 
 def test_a_topic_its_own_access_control_does_not_allow_is_refused_and_results_keep_flowing(
@@ -494,6 +495,37 @@ def test_a_topic_its_own_access_control_does_not_allow_is_refused_and_results_ke
     finally:
         stop_process(agent)
     assert "Traceback" not in comp.log
+
+
+def test_a_refused_update_still_reports_its_misspelt_keys(socket_path: Path, tmp_path: Path) -> None:
+    """Measured on nucleus lite: an update both invalid (TopK 0) and misspelt (Topk) was refused, but the
+    misspelt key went unreported until a later update applied. Both are reported at once now."""
+    iot = RecordingIot()
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        with (
+            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="0.3") as (env, _, ipc),
+            component(env=env, cwd=tmp_path) as comp,
+        ):
+            wait_until(lambda: len(iot.results()) >= 1, 60, comp.log)
+            ipc.config.merge("edgeclassifier.ImageClassification", {"TopK": "0", "Topk": "3"})
+            wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
+            wait_until(lambda: bool(refused_with_ignored(iot)), 10, comp.log)
+    finally:
+        stop_process(agent)
+    status = refused_with_ignored(iot)[-1]
+    assert "TopK='0'" in status["reason"] and status["ignored-keys"] == ["Topk"]
+    assert "unknown configuration key(s) Topk ignored" in comp.log
+
+
+def refused_with_ignored(iot: RecordingIot) -> list[dict[str, Any]]:
+    return [
+        p["configuration"]
+        for t, p in iot.messages
+        if t.startswith("edgeclassifier/status/")
+        and p.get("configuration", {}).get("state") == "REFUSED"
+        and p["configuration"]["ignored-keys"]
+    ]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, log: str) -> None:
