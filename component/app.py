@@ -26,6 +26,7 @@ from agent_client.errors import (
     AgentTimeoutError,
     AgentUnavailableError,
     AgentUntrustedError,
+    ConfigError,
     EdgeError,
     SourceError,
 )
@@ -199,8 +200,18 @@ class InferenceApp:
                     "AGENT_UNTRUSTED" if isinstance(exc, AgentUntrustedError) else "WAITING_FOR_AGENT"
                 )
             except EdgeError as exc:
+                if self._updates is None:  # outside Greengrass no update can come: say what to do, exit 2
+                    raise ConfigError(f"the model cannot be used: {exc}{self._no_bundled_model()}") from exc
                 self.configuration.refuse(f"the model cannot be used: {exc}", WAITING_FOR_CONFIG)
             self._wait_for_change(self._backoff.next())
+
+    def _no_bundled_model(self) -> str:
+        if self.config.model_path is not None or model_folder(None, self.config.model_variant).is_dir():
+            return ""
+        return (
+            "; no model package was given and none is bundled here (an installed wheel ships none): pass "
+            "--model-path FOLDER, a package with manifest.json (python -m modelprep manifest makes one)"
+        )
 
     def prepare(self, config: ComponentConfig, running: str | None = None) -> ActiveModel:
         assert self.client is not None
@@ -217,6 +228,11 @@ class InferenceApp:
                 self.watch_source(self.source)
                 return
             except SourceError as exc:
+                if self._updates is None:
+                    raise ConfigError(
+                        f"the source cannot be opened: {exc}; pass --source, --image-directory or"
+                        " --image-name"
+                    ) from exc
                 self.configuration.refuse(f"the source cannot be opened: {exc}", WAITING_FOR_CONFIG)
             self._wait_for_change(self._backoff.next())
 

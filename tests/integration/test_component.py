@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..helpers import IMAGES_DIR, MODEL_DIR, ROOT, agent_process, start_agent, stop_process
+from ..helpers import IMAGES_DIR, MODEL_DIR, ROOT, agent_process, run_module, start_agent, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -256,6 +256,55 @@ def test_invalid_configuration_exits_with_the_reason() -> None:
     assert "TopK=0" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-path", "/nonexistent/model"], "the model cannot be used"),
+        (["--image-directory", "/nonexistent/images"], "the source cannot be opened"),
+    ],
+    ids=["model", "images"],
+)
+def test_outside_greengrass_an_unusable_model_or_source_exits_2_with_what_to_do(
+    socket_path: Path, args: list[str], message: str
+) -> None:
+    """No configuration update can fix it outside Greengrass: exit with the reason instead of waiting."""
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        result = run_module("component", "--agent-socket", str(socket_path), "--publisher", "stdout", *args)
+    finally:
+        stop_process(agent)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_wheel_install_without_a_bundled_model_says_to_pass_one(socket_path: Path, tmp_path: Path) -> None:
+    """An installed wheel has the code and no artifacts/: the default model is missing, and the message says
+    what to pass (copy of the packages only, as a wheel lays them out)."""
+    for package in ("component", "agent_client", "modelpkg", "ggrules"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    agent = start_agent(socket_path, MODEL_DIR.parent)
+    try:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "component",
+                "--agent-socket",
+                str(socket_path),
+                "--image-directory",
+                str(IMAGES_DIR),
+            ],
+            cwd=tmp_path,
+            env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop_process(agent)
+    assert result.returncode == 2, result.stderr
+    assert "none is bundled here (an installed wheel ships none): pass --model-path FOLDER" in result.stderr
+
+
 def test_validate_config_checks_the_bundled_manifest() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "component", "--validate-config"],
@@ -444,19 +493,29 @@ def test_sigterm_leaves_no_traceback_publishes_stopped_and_keeps_unsent_results_
     assert not (tmp_path / "unpublished-results.jsonl").exists()
 
 
-def test_sigterm_under_greengrass_publishes_stopped(socket_path: Path, tmp_path: Path) -> None:
-    iot = RecordingIot()
+@contextmanager
+def classifying(
+    socket_path: Path, tmp_path: Path, iot: RecordingIot, **config: Any
+) -> Iterator[tuple[Any, Any]]:
+    """The agent, gglocal's IPC server and the component under it, once a first result is out; yields the
+    component and the server."""
     agent = start_agent(socket_path, MODEL_DIR.parent)
     try:
         with (
-            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="30") as (env, _, _),
+            greengrass(socket_path, iot, **config) as (env, _, ipc),
             component(env=env, cwd=tmp_path) as comp,
         ):
-            wait_until(lambda: len(iot.results()) >= 2, 60, comp.log)
-            comp.proc.send_signal(signal.SIGTERM)
-            assert comp.wait() == 0, comp.log
+            wait_until(lambda: len(iot.results()) >= 1, 60, comp.log)
+            yield comp, ipc
     finally:
         stop_process(agent)
+
+
+def test_sigterm_under_greengrass_publishes_stopped(socket_path: Path, tmp_path: Path) -> None:
+    iot = RecordingIot()
+    with classifying(socket_path, tmp_path, iot, InferenceInterval="0.2", StatusInterval="30") as (comp, _):
+        comp.proc.send_signal(signal.SIGTERM)
+        assert comp.wait() == 0, comp.log
     assert iot.states() == ["STOPPED"] and "Traceback" not in comp.log
     assert "subscribing again" not in comp.log  # the streams closing with the component are not an outage
 
@@ -469,31 +528,22 @@ def test_a_topic_its_own_access_control_does_not_allow_is_refused_and_results_ke
     stay on the old topic, and the status says REFUSED. Merged together with accessControl, it applies."""
     iot = RecordingIot()
     component_name = "edgeclassifier.ImageClassification"
-    agent = start_agent(socket_path, MODEL_DIR.parent)
-    try:
-        with (
-            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="0.5") as (env, _, ipc),
-            component(env=env, cwd=tmp_path) as comp,
-        ):
-            wait_until(lambda: len(iot.results()) >= 2, 60, comp.log)
-            ipc.config.merge(component_name, {"PublishResultsOnTopic": "gg/elsewhere"})
-            wait_until(lambda: "not allowed by this configuration's accessControl" in comp.log, 30, comp.log)
-            wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
-            before = len(iot.results())
-            wait_until(lambda: len(iot.results()) >= before + 3, 60, comp.log)
-            assert not [t for t, _ in iot.messages if t == "gg/elsewhere"]
-            access = {
-                "aws.greengrass.ipc.mqttproxy": {
-                    "t:1": {
-                        "operations": ["aws.greengrass#PublishToIoTCore"],
-                        "resources": ["gg/elsewhere", "edgeclassifier/status/+"],
-                    }
-                }
-            }
-            ipc.config.merge(component_name, {"accessControl": access})
-            wait_until(lambda: any(t == "gg/elsewhere" for t, _ in iot.messages), 30, comp.log)
-    finally:
-        stop_process(agent)
+    with classifying(socket_path, tmp_path, iot, InferenceInterval="0.2", StatusInterval="0.5") as (
+        comp,
+        ipc,
+    ):
+        ipc.config.merge(component_name, {"PublishResultsOnTopic": "gg/elsewhere"})
+        wait_until(lambda: "not allowed by this configuration's accessControl" in comp.log, 30, comp.log)
+        wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
+        before = len(iot.results())
+        wait_until(lambda: len(iot.results()) >= before + 3, 60, comp.log)
+        assert not [t for t, _ in iot.messages if t == "gg/elsewhere"]
+        policy = {
+            "operations": ["aws.greengrass#PublishToIoTCore"],
+            "resources": ["gg/elsewhere", "edgeclassifier/status/+"],
+        }
+        ipc.config.merge(component_name, {"accessControl": {"aws.greengrass.ipc.mqttproxy": {"t:1": policy}}})
+        wait_until(lambda: any(t == "gg/elsewhere" for t, _ in iot.messages), 30, comp.log)
     assert "Traceback" not in comp.log
 
 
@@ -501,18 +551,12 @@ def test_a_refused_update_still_reports_its_misspelt_keys(socket_path: Path, tmp
     """Measured on nucleus lite: an update both invalid (TopK 0) and misspelt (Topk) was refused, but the
     misspelt key went unreported until a later update applied. Both are reported at once now."""
     iot = RecordingIot()
-    agent = start_agent(socket_path, MODEL_DIR.parent)
-    try:
-        with (
-            greengrass(socket_path, iot, InferenceInterval="0.2", StatusInterval="0.3") as (env, _, ipc),
-            component(env=env, cwd=tmp_path) as comp,
-        ):
-            wait_until(lambda: len(iot.results()) >= 1, 60, comp.log)
-            ipc.config.merge("edgeclassifier.ImageClassification", {"TopK": "0", "Topk": "3"})
-            wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
-            wait_until(lambda: bool(refused_with_ignored(iot)), 10, comp.log)
-    finally:
-        stop_process(agent)
+    with classifying(socket_path, tmp_path, iot, InferenceInterval="0.2", StatusInterval="0.3") as (
+        comp,
+        ipc,
+    ):
+        ipc.config.merge("edgeclassifier.ImageClassification", {"TopK": "0", "Topk": "3"})
+        wait_until(lambda: bool(refused_with_ignored(iot)), 30, comp.log)
     status = refused_with_ignored(iot)[-1]
     assert "TopK='0'" in status["reason"] and status["ignored-keys"] == ["Topk"]
     assert "unknown configuration key(s) Topk ignored" in comp.log
