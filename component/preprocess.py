@@ -3,11 +3,11 @@
 Contract of `Preprocessor(spec, input_shape)(image)`:
 
 0. `image` is a PIL image, either loaded or opened but not yet loaded (`Image.open` done, header parsed,
-   pixels not decoded; see `open_image`). The pixels are decoded exactly once: here for a not-yet-loaded
-   image, whose decoding failures (truncated, corrupt) raise FrameError. A not-yet-loaded JPEG at least
-   twice the resized size in both directions is decoded at a reduced DCT scale (`Image.draft`, 1/2, 1/4
-   or 1/8) that still leaves at least `DRAFT_MARGIN` times the resized size, so that bilinear
-   resampling, not the DCT scaling, does the last reduction;
+   pixels not decoded: what component.sources.open_image hands over). The pixels are decoded exactly
+   once: here for a not-yet-loaded image, whose decoding failures (truncated, corrupt) raise FrameError.
+   A not-yet-loaded JPEG at least twice DRAFT_MARGIN x the resized size in both directions is decoded at
+   a reduced DCT scale (`Image.draft`: 1/2, 1/4 or 1/8) that still leaves at least DRAFT_MARGIN x the
+   resized size, so that bilinear resampling, not the DCT scaling, does the last reduction;
 1. any Pillow mode becomes 8-bit RGB, upright by its EXIF orientation (see `to_rgb`);
 2. the shorter side is resized to `spec.resize_shorter` with `spec.resample` (aspect ratio kept, sizes
    rounded to the nearest pixel), then the centre `spec.crop` (h, w) is cut out (odd margins: one more
@@ -57,28 +57,22 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Inde
 DRAFT_MARGIN = 2
 
 
-def open_image(data: bytes | Path) -> Image.Image:
-    """Opens an image file or its bytes without decoding its pixels (header parsed, size and mode known);
-    FrameError for missing, unreadable or unidentifiable data and for decompression bombs. Decode it
-    with `Preprocessor` (which may first pick a reduced JPEG scale) or `load()`."""
+def decode_image(data: bytes | Path) -> Image.Image:
+    """Fully decodes an image file or its bytes; FrameError for missing, unreadable, corrupt, truncated or
+    unsupported data. The whole image is decoded here (`load()`), so a truncated file fails now rather than
+    in a later stage, and no file stays open. (Frame sources open images without decoding them instead:
+    component.sources.open_image.)"""
     name = str(data) if isinstance(data, Path) else f"{len(data)}-byte image"
     try:
         raw = data.read_bytes() if isinstance(data, Path) else data
-        return Image.open(io.BytesIO(raw))
+        image = Image.open(io.BytesIO(raw))
     except FileNotFoundError:
         raise FrameError(f"{name} does not exist") from None
     except UnidentifiedImageError:
         raise FrameError(f"{name} is not an image Pillow can read (corrupt or unsupported format)") from None
     except (*_DECODE_ERRORS, Image.DecompressionBombError) as exc:
         raise FrameError(f"{name} cannot be decoded: {exc}") from exc
-
-
-def decode_image(data: bytes | Path) -> Image.Image:
-    """Fully decodes an image file or its bytes; FrameError for missing, unreadable, corrupt, truncated or
-    unsupported data. The whole image is decoded here (`load()`), so a truncated file fails now rather than
-    in a later stage, and no file stays open."""
-    image = open_image(data)
-    _load(image, str(data) if isinstance(data, Path) else f"{len(data)}-byte image")
+    _load(image, name)
     return image
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from component.preprocess import Preprocessor, open_image
+from component.preprocess import Preprocessor
+from component.sources import open_image
 from modelpkg.manifest import load_manifest
 
 from .reference import blown_up, float_network, legacy_tensor
@@ -81,8 +82,9 @@ def runner(folder: Path) -> Callable[[np.ndarray], np.ndarray] | None:
     return lambda x: np.asarray(ort.run(None, {manifest.input.name: x})[0])
 
 
-def as_frame(image: Any) -> Image.Image:
-    return open_image(image) if isinstance(image, bytes) else image
+def as_frame(name: str, image: Any) -> Image.Image:
+    """JPEG bytes opened as a frame source opens them (not decoded); an in-memory image as it is."""
+    return open_image(image, name) if isinstance(image, bytes) else image
 
 
 def agreement(packages: tuple[str, ...]) -> list[Row]:
@@ -114,7 +116,7 @@ def agreement(packages: tuple[str, ...]) -> list[Row]:
         for set_name, images in sets.items():
             changed, worst = [], 0.0
             for name, image in images.items():
-                scores = softmax(run(preprocess(as_frame(image))))[0]
+                scores = softmax(run(preprocess(as_frame(name, image))))[0]
                 reference = references[set_name][name]
                 worst = max(worst, float(np.abs(scores - reference).max()))
                 if int(np.argmax(scores)) != int(np.argmax(reference)):

@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from component.postprocess import softmax
-from component.preprocess import Preprocessor, decode_image, open_image
+from component.preprocess import Preprocessor, decode_image
+from component.sources import open_image
 from modelpkg.manifest import load_labels, load_manifest
 from modelprep.calibration import variants
 from modelprep.prologue import float_preprocessor
@@ -135,7 +136,7 @@ def test_the_top1_is_the_1x_float_paths_on_every_sample_its_mirror_and_crop(mode
     frames: dict[str, Any] = {f"{n}.jpg": (IMAGES_DIR / f"{n}.jpg").read_bytes() for n in RIGHT}
     frames.update(sample_variants())
     for name, frame in frames.items():
-        now = softmax(model(preprocess(open_image(frame) if isinstance(frame, bytes) else frame)))
+        now = softmax(model(preprocess(open_image(frame, name) if isinstance(frame, bytes) else frame)))
         before = softmax(network(legacy_tensor(frame, manifest.preprocess)))
         assert int(np.argmax(now)) == int(np.argmax(before)), name
         worst = max(worst, float(np.abs(now - before).max()))
@@ -148,7 +149,7 @@ def test_a_1080p_jpeg_decoded_at_half_scale_keeps_the_1x_top1(model: Any, networ
     worst = 0.0
     for name in RIGHT:
         data = blown_up(IMAGES_DIR / f"{name}.jpg")
-        frame = open_image(data)
+        frame = open_image(data, name)
         now = softmax(model(preprocess(frame)))
         assert frame.size == (960, 540), name  # the JPEG was decoded at 1/2 scale
         before = softmax(network(legacy_tensor(data, manifest.preprocess)))

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from agent_client.errors import FrameError, ManifestError
-from component.preprocess import DRAFT_MARGIN, Preprocessor, decode_image, open_image, pending_decode
+from component.preprocess import DRAFT_MARGIN, Preprocessor, decode_image, pending_decode
+from component.sources import open_image as open_frame
 from modelpkg.manifest import PreprocessSpec
 
 SPEC = PreprocessSpec(
@@ -312,6 +313,11 @@ def test_grey_images_are_resized_as_grey_with_the_same_values() -> None:
     np.testing.assert_array_equal(tensor, Preprocessor(BUNDLED, BUNDLED_SHAPE)(grey.convert("RGB")))
 
 
+def open_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+    """Opened, not decoded: what a frame source hands over."""
+    return open_frame(data, "frame", max_pixels)
+
+
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records each decoder Pillow creates to read pixels (one per tile; a JPEG has one)."""
     decoders: list[str] = []
@@ -390,16 +396,6 @@ def test_a_truncated_not_yet_loaded_jpeg_fails_with_frame_error_when_preprocesse
         Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
 
 
-def test_open_image_reads_only_the_header(tmp_path: Path) -> None:
-    (tmp_path / "frame.jpg").write_bytes(jpeg(solid((1, 2, 3), (64, 32))))
-    image = open_image(tmp_path / "frame.jpg")
-    assert image.size == (64, 32) and pending_decode(image)
-    with pytest.raises(FrameError, match="does not exist"):
-        open_image(tmp_path / "missing.jpg")
-    with pytest.raises(FrameError, match="not an image Pillow can read"):
-        open_image(b"no image here")
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_corruption_of_an_image_file_gives_a_tensor_or_frame_error(data: st.DataObject) -> None:
@@ -414,9 +410,7 @@ def test_any_corruption_of_an_image_file_gives_a_tensor_or_frame_error(data: st.
         # Pillow warns about corrupt metadata it reads past (e.g. TIFF EXIF); only errors matter here
         warnings.simplefilter("ignore")
         try:
-            image = open_image(bytes(raw))
-            if image.width * image.height > 4096 * 4096:
-                return  # a source refuses such headers before preprocessing (its pixel-count check)
+            image = open_image(bytes(raw), max_pixels=4096 * 4096)  # the source's pixel-count check
             tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
         except FrameError:
             return
