@@ -17,7 +17,8 @@ inter-op 1, all graph optimisations, ORT's default spinning): the same settings 
 a block's wall time over its frames, the same statistic for every contender; the table gives the median
 over rounds. CPU per frame is each process's CPU time over the same window. With --baseline TREE (a
 checkout of an older commit with its own packages) its bare runtime and component run in the same rounds,
-so "today" and "new" are measured side by side. Progress goes to stderr, the table to stdout.
+so "today" and "new" are measured side by side; --compare NAME=TREE adds any other checkout the same way
+(e.g. this branch merged with another). Progress goes to stderr, the table to stdout.
 Numbers, not assertions: this is not a test.
 """
 
@@ -51,14 +52,15 @@ def progress(message: str) -> None:
 class Worker:
     """A bench/worker.py process in a source tree."""
 
-    def __init__(self, kind: str, tree: Path, model: Path, threads: int) -> None:
+    def __init__(self, kind: str, tree: Path, model: Path, threads: int, spin: str = "agent") -> None:
         env = dict(os.environ, PYTHONPATH=str(tree), ORT_DISABLE_TELEMETRY="1", PYTHONDONTWRITEBYTECODE="1")
         command = [sys.executable, str(WORKER), kind, "--model", str(model), "--threads", str(threads)]
+        command += ["--spin", spin]
         self.process = subprocess.Popen(
             command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         ready = self._read()
-        self.describe, self.pid = str(ready["ready"]), int(ready["pid"])
+        self.describe, self.pid, self.spins = str(ready["ready"]), int(ready["pid"]), bool(ready["spins"])
 
     def _read(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -116,11 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="runtime intra-op threads, every side")
     parser.add_argument("--frames", type=int, default=300, help="frames per block (default 300)")
     parser.add_argument("--baseline", type=Path, help="an older checkout, measured in the same rounds")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=TREE",
+        help="another checkout (e.g. with other branches merged), measured in the same rounds",
+    )
     parser.add_argument("--batches", default="", help="comma-separated BatchSize values: a throughput table")
     args = parser.parse_args(argv)
     trees = {"new": ROOT}
     if args.baseline:
         trees["today"] = args.baseline.resolve()
+    for item in args.compare:
+        name, _, path = item.partition("=")
+        trees[name] = Path(path).resolve()
     from modelprep.reference import blown_up
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -130,13 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     workers: dict[str, Worker] = {}
     try:
         progress(f"starting workers ({', '.join(f'{k}: {v}' for k, v in trees.items())})")
+        model = Path("artifacts/models/efficientnet-lite0")
         for name, tree in trees.items():
-            workers[f"bare {name}"] = Worker(
-                "bare", tree, tree / "artifacts/models/efficientnet-lite0", args.threads
-            )
-        workers["in-process"] = Worker(
-            "inprocess", ROOT, ROOT / "artifacts/models/efficientnet-lite0", args.threads
-        )
+            workers[f"bare {name}"] = Worker("bare", tree, tree / model, args.threads)
+        # bare with spinning the other way round, to show what spinning does in this run
+        flipped = "off" if workers["bare new"].spins else "on"
+        workers[f"bare new, spinning {flipped}"] = Worker("bare", ROOT, ROOT / model, args.threads, flipped)
+        # the in-process loop with each tree's agent's spinning: the same settings on both sides
+        for name in trees:
+            spin = "on" if workers[f"bare {name}"].spins else "off"
+            results.inprocess[name] = f"in-process, spinning {spin}"
+            if results.inprocess[name] not in workers:
+                workers[results.inprocess[name]] = Worker("inprocess", ROOT, ROOT / model, args.threads, spin)
         results.describe = {name: worker.describe for name, worker in workers.items()}
         contenders = [*workers, *(f"component {name}" for name in trees)]
         for round_ in range(args.rounds):

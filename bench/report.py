@@ -52,6 +52,7 @@ class Results:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     describe: dict[str, str] = field(default_factory=dict)
+    inprocess: dict[str, str] = field(default_factory=dict)  # tree -> its in-process contender
     blocks: dict[str, list[Block]] = field(default_factory=dict)
     prep: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # tree -> image -> way -> ms
     batches: dict[int, dict[str, PairRun]] = field(default_factory=dict)
@@ -119,9 +120,16 @@ def _per_tree(results: Results, trees: list[str]) -> None:
         )
     )
     print(_row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(f"bare {t}"))))
-    inproc = results.ms_per_frame("in-process")
-    print(_row("in-process AWS-style loop (one, tree-free), ms/frame", each(lambda t: inproc)))
-    print(_row("  CPU ms/frame", each(lambda t: results.cpu_per_frame("in-process"))))
+    for contender in results.blocks:
+        if contender.startswith("bare new, spinning"):
+            print(_row(f"{contender} (for comparison), ms/frame", [f"{results.ms_per_frame(contender):.2f}"]))
+    print(
+        _row(
+            "in-process AWS-style loop, same spinning, ms/frame",
+            each(lambda t: results.ms_per_frame(results.inprocess[t])),
+        )
+    )
+    print(_row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(results.inprocess[t]))))
     print(
         _row(
             "component through the agent, end to end, ms/frame",
@@ -199,20 +207,22 @@ def _ratios(results: Results, trees: list[str]) -> None:
         values = {
             "component / bare ONNX Runtime, ms per frame": component / results.ms_per_frame(f"bare {tree}"),
             "component / in-process AWS-style loop, ms per frame": component
-            / results.ms_per_frame("in-process"),
+            / results.ms_per_frame(results.inprocess[tree]),
             "CPU per frame, (agent + component) / bare": results.cpu_per_frame(f"component {tree}")
             / results.cpu_per_frame(f"bare {tree}"),
         }
-        if tree == "new":
+        if tree != "today":
             old, _ = results.old_hd_preprocessing()
-            values["1920x1080 JPEG preprocessing, new / today"] = results.prep["new"][HD]["native"] / old
+            values["1920x1080 JPEG preprocessing, new / today"] = results.prep[tree][HD]["native"] / old
         for what, value in values.items():
             verdict = "met" if value <= GOALS[what] else "NOT met"
             print(f"  {tree:>5}: {what:<52}{value:6.2f}   (goal <= {GOALS[what]}: {verdict})")
     print(f"  (today's 1080p preprocessing: {results.old_hd_preprocessing()[1]})")
     if "today" in trees:
-        ratio = results.ms_per_frame("component new") / results.ms_per_frame("component today")
-        print(f"  component new / today, ms per frame: {ratio:.2f}")
+        for tree in trees:
+            if tree != "today":
+                ratio = results.ms_per_frame(f"component {tree}") / results.ms_per_frame("component today")
+                print(f"  component {tree} / today, ms per frame: {ratio:.2f}")
 
 
 def print_report(results: Results, machine: str) -> None:

@@ -57,8 +57,8 @@ def package_size_mb(folder: Path) -> float:
 def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
     """In the worker process: load through the agent's backends, check top-1 vs FP32, time, report RSS."""
     import numpy as np
+    import sessions
 
-    from agent import backends
     from component.preprocess import Preprocessor, decode_image
     from modelpkg.manifest import load_manifest
 
@@ -66,7 +66,7 @@ def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
     preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
     frames = {p.name: preprocess(decode_image(p)) for p in sorted(IMAGES.glob("*.jpg"))}
     reference = json.loads(os.environ["BENCH_REFERENCE_TOP1"]) if "BENCH_REFERENCE_TOP1" in os.environ else {}
-    session = backends.detect(folder).load(folder, threads)
+    session = sessions.load_package(folder, threads)
     name = manifest.input.name
     top1 = {image: int(np.argmax(session.run({name: x})[0])) for image, x in frames.items()}
     frame = frames["chelsea.jpg"]

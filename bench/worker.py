@@ -1,6 +1,7 @@
 """One contender of the benchmark in its own process, driven over stdin/stdout (one JSON object a line).
 
-    python bench/worker.py bare|inprocess --model FOLDER --threads N     (PYTHONPATH = the source tree)
+    python bench/worker.py bare|inprocess --model FOLDER --threads N [--spin agent|on|off]
+                                                                      (PYTHONPATH = the source tree)
 
 `bare`: ONNX Runtime alone on the package's model file, fed one frame prepared once by the tree's own
 Preprocessor (the model's own input: uint8 NHWC for 2.x packages, float32 NCHW for 1.x). `inprocess`: the
@@ -8,7 +9,8 @@ way AWS's image-classification component works, all in one process: per frame, P
 the whole image is resized, numpy normalises to float32 NCHW (modelprep.reference.legacy_tensor), the
 runtime runs the float network (the package's model without its uint8 prologue), then softmax, top-5 and
 the JSON result. Both create their session with the agent's own ONNX Runtime backend class (same threads,
-graph optimisation and spinning as the agent).
+graph optimisation and spinning as the agent; bench/sessions.py); --spin on|off keeps the agent's other
+options and sets ONNX Runtime's intra-op spinning as given.
 
 Commands: {"cmd": "run", "frames": n} -> per-frame milliseconds, wall and CPU seconds of this process;
 {"cmd": "prep", "images": [paths], "frames": n} -> per-image preprocessing milliseconds (bare only);
@@ -23,7 +25,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import procstat
+import sessions
 
 IMAGES = Path("artifacts/images")  # of the tree the worker runs in (its working directory)
 
@@ -55,12 +57,6 @@ def native_preprocess(manifest: Any) -> Callable[[bytes], np.ndarray]:
     return lambda data: prepare(preprocess.decode_image(data))
 
 
-def session(model_path: Path, threads: int) -> Any:
-    from agent.backends.onnxruntime_backend import OrtSession
-
-    return OrtSession(model_path, threads)
-
-
 def timed(frames: int, work: Callable[[int], object]) -> dict[str, Any]:
     times = []
     cpu0, wall0 = procstat.cpu_seconds(), time.perf_counter()
@@ -72,15 +68,26 @@ def timed(frames: int, work: Callable[[int], object]) -> dict[str, Any]:
     return {"times": times, "wall": wall, "cpu": cpu}
 
 
+def spin_choice(spin: str, threads: int) -> tuple[bool | None, str]:
+    """(spin argument for sessions.onnx_session, description) for --spin."""
+    if spin == "agent":
+        on = sessions.agent_spins(threads)
+        return None, f"spinning {'on' if on else 'off'} as this tree's agent"
+    return spin == "on", f"spinning {spin} (set here)"
+
+
 class Bare:
-    def __init__(self, folder: Path, threads: int) -> None:
+    def __init__(self, folder: Path, threads: int, spin: str) -> None:
         self.manifest = load_manifest(folder)
-        self.session = session(self.manifest.model_path, threads)
+        choice, self.spinning = spin_choice(spin, threads)
+        self.spins = sessions.agent_spins(threads) if choice is None else choice
+        self.session = sessions.onnx_session(self.manifest.model_path.read_bytes(), threads, choice)
         self.preprocess = native_preprocess(self.manifest)
         tensor = self.preprocess((IMAGES / "chelsea.jpg").read_bytes())
         self.feed = {self.manifest.input.name: tensor}
         self.describe = (
-            f"{self.manifest.name} {self.manifest.version}, input {tensor.dtype} {list(tensor.shape)}"
+            f"{self.manifest.name} {self.manifest.version}, input {tensor.dtype} {list(tensor.shape)}, "
+            f"{self.spinning}"
         )
         for _ in range(20):
             self.session.run(self.feed)
@@ -111,18 +118,19 @@ class Bare:
 
 
 class InProcess:
-    def __init__(self, folder: Path, threads: int) -> None:
+    def __init__(self, folder: Path, threads: int, spin: str) -> None:
         from modelpkg.manifest import load_labels
         from modelprep.reference import float_network
 
         self.manifest = load_manifest(folder)
         self.labels = load_labels(self.manifest)
-        with tempfile.NamedTemporaryFile(suffix=".onnx") as network:
-            network.write(float_network(self.manifest.model_path))
-            network.flush()
-            self.session = session(Path(network.name), threads)
+        choice, spinning = spin_choice(spin, threads)
+        self.spins = sessions.agent_spins(threads) if choice is None else choice
+        self.session = sessions.onnx_session(float_network(self.manifest.model_path), threads, choice)
         self.paths = sorted(IMAGES.glob("*.jpg"))
-        self.describe = f"float network of {self.manifest.name} {self.manifest.version}, input float32 NCHW"
+        self.describe = (
+            f"float network of {self.manifest.name} {self.manifest.version}, input float32 NCHW, {spinning}"
+        )
         self.run(20)
 
     def classify(self, path: Path) -> str:
@@ -145,10 +153,12 @@ def main() -> int:
     parser.add_argument("kind", choices=("bare", "inprocess"))
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--spin", choices=("agent", "on", "off"), default="agent")
     args = parser.parse_args()
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    worker = Bare(args.model, args.threads) if args.kind == "bare" else InProcess(args.model, args.threads)
-    print(json.dumps({"ready": worker.describe, "pid": os.getpid()}), flush=True)
+    kind = Bare if args.kind == "bare" else InProcess
+    worker = kind(args.model, args.threads, args.spin)
+    print(json.dumps({"ready": worker.describe, "pid": os.getpid(), "spins": worker.spins}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "quit":

@@ -10,6 +10,7 @@ python -m modelprep quantize --out artifacts/models/efficientnet-lite0-int8
 python -m modelprep neo --target x86_64 --out artifacts/models/efficientnet-lite0-neo-x86_64
 python -m modelprep neo --target aarch64 --out artifacts/models/efficientnet-lite0-neo-aarch64
 python -m modelprep agreement           # top-1 and score changes of the packages against the 1.x float path
+python -m modelprep scores              # README's table of the sample images' classes and scores
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             f"efficientnet-lite0-neo-{platform.machine()}",
         ],
     )
+    commands.add_parser(
+        "scores", help="the sample images' top-1 and score, this project vs other preprocessing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -95,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         from .agreement import agreement, table
 
         print(table(agreement(tuple(args.packages))))
+    elif args.command == "scores":
+        from .scores import table as scores_table
+
+        print(scores_table())
     elif args.command == "images":
         from .images import write_images
 

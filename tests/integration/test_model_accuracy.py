@@ -23,6 +23,7 @@ from modelpkg.manifest import load_labels, load_manifest
 from modelprep.calibration import variants
 from modelprep.prologue import float_preprocessor
 from modelprep.reference import blown_up, float_network, legacy_tensor
+from modelprep.scores import TORCHVISION_MEAN, TORCHVISION_STD, sample_tensor
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
 
@@ -37,7 +38,6 @@ RIGHT = {
     "motorcycle": ("moped", "motor scooter"),
     "camera": ("tripod",),
 }
-SAMPLE_MEAN = np.array([123, 117, 104], dtype=np.float32)
 
 
 def _runner(model: str | bytes) -> Callable[[np.ndarray], np.ndarray]:
@@ -76,15 +76,6 @@ def image(name: str) -> Image.Image:
 def best(scores: np.ndarray, labels: tuple[str, ...]) -> tuple[str, float]:
     index = int(np.argmax(scores))
     return labels[index], float(scores[index])
-
-
-def sample_tensor(picture: Image.Image, *, layout_bug: bool = True) -> np.ndarray:
-    """What the replaced AWS sample sent: the image squashed to 224x224, back to BGR, minus [123, 117, 104]
-    (an RGB mean applied to BGR channels), no scaling, as NHWC bytes; the model reads them as NCHW
-    (layout_bug), so every "channel" plane is really interleaved pixels. Its scores were the raw outputs."""
-    array = np.asarray(picture.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.float32)
-    nhwc = np.ascontiguousarray(array[..., ::-1] - SAMPLE_MEAN)
-    return nhwc.reshape(1, 3, 224, 224) if layout_bug else np.ascontiguousarray(nhwc.transpose(2, 0, 1)[None])
 
 
 def test_the_manifest_preprocessing_gives_the_reference_classes(model: Any, labels: tuple[str, ...]) -> None:
@@ -163,9 +154,7 @@ def test_imagenet_mean_std_is_less_confident_than_the_models_own_scaling(
 ) -> None:
     manifest = load_manifest(MODEL_DIR)
     own = float_preprocessor(manifest.preprocess)
-    torchvision = float_preprocessor(
-        replace(manifest.preprocess, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
-    )
+    torchvision = float_preprocessor(replace(manifest.preprocess, mean=TORCHVISION_MEAN, std=TORCHVISION_STD))
     for name in RIGHT:
         _, own_score = best(softmax(network(own(image(name)))), labels)
         _, torchvision_score = best(softmax(network(torchvision(image(name)))), labels)
