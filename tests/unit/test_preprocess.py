@@ -204,17 +204,7 @@ def test_a_spec_that_cannot_feed_the_model_is_refused_when_built(
 # --- uint8 for models that normalise in their graph (in_model), crop-box resize, reduced-scale decode ---
 
 UINT8 = replace(SPEC, layout="NHWC", dtype="uint8", in_model=True)
-BUNDLED = PreprocessSpec(  # the bundled packages' preprocessing: 256, centre 224, uint8 NHWC
-    resize_shorter=256,
-    crop=(224, 224),
-    resample="bilinear",
-    mean=(127.0, 127.0, 127.0),
-    std=(128.0, 128.0, 128.0),
-    layout="NHWC",
-    color_order="RGB",
-    dtype="uint8",
-    in_model=True,
-)
+BUNDLED = replace(UINT8, resize_shorter=256, crop=(224, 224))  # the bundled packages' preprocessing
 BUNDLED_SHAPE = (1, 224, 224, 3)
 
 
