@@ -6,8 +6,9 @@ Images: the five samples (JPEG files, handed to the Preprocessor opened but not 
 source does), the held-out set of modelprep.calibration (in memory; needs scikit-image) and the samples
 blown up to 1920x1080 JPEGs (decoded at a reduced DCT scale). Reference: the FP32 package's float network
 (prologue stripped: the 1.1.0 model) fed modelprep.reference.legacy_tensor, i.e. the 1.x scores. Each row:
-how many images keep the reference's top-1 and the largest change of any softmax score. The Neo row needs
-DLR (the dev venv has it, .venv-prep does not) and is left out without it.
+how many images keep the reference's top-1, the largest change of any softmax score, and the largest logit
+difference from the FP32 package fed the very same input (the runtime's or the quantization's own share).
+The Neo row needs DLR (requirements/modelprep.txt has it on x86_64) and is left out without it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Row:
     count: int
     max_score_change: float
     changed: tuple[str, ...]
+    max_logit_diff: float  # against the FP32 package fed the same input (the runtime's own difference)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -105,6 +107,8 @@ def agreement(packages: tuple[str, ...]) -> list[Row]:
         }
         for set_name, images in sets.items()
     }
+    fp32 = runner(MODELS / "efficientnet-lite0")
+    assert fp32 is not None
     rows = []
     for package in packages:
         folder = MODELS / package
@@ -114,15 +118,18 @@ def agreement(packages: tuple[str, ...]) -> list[Row]:
         manifest = load_manifest(folder)
         preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
         for set_name, images in sets.items():
-            changed, worst = [], 0.0
+            changed, worst, logit_diff = [], 0.0, 0.0
             for name, image in images.items():
-                scores = softmax(run(preprocess(as_frame(name, image))))[0]
+                tensor = preprocess(as_frame(name, image))
+                logits = run(tensor)
+                logit_diff = max(logit_diff, float(np.abs(logits - fp32(tensor)).max()))
+                scores = softmax(logits)[0]
                 reference = references[set_name][name]
                 worst = max(worst, float(np.abs(scores - reference).max()))
                 if int(np.argmax(scores)) != int(np.argmax(reference)):
                     changed.append(name)
             same = len(images) - len(changed)
-            rows.append(Row(package, set_name, same, len(images), worst, tuple(changed)))
+            rows.append(Row(package, set_name, same, len(images), worst, tuple(changed), logit_diff))
             logger.info(
                 "%s on %s: top-1 %d/%d, max score change %.4f", package, set_name, same, len(images), worst
             )
@@ -131,12 +138,12 @@ def agreement(packages: tuple[str, ...]) -> list[Row]:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| package | images | top-1 as 1.x | max score change | top-1 changed on |",
-        "|---|---|---|---|---|",
+        "| package | images | top-1 as 1.x | max score change | top-1 changed on | max logit diff vs FP32 |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row.package} | {row.images} | {row.same_top1}/{row.count} | {row.max_score_change:.4f} | "
-            f"{', '.join(row.changed) or '-'} |"
+            f"{', '.join(row.changed) or '-'} | {row.max_logit_diff:.1e} |"
         )
     return "\n".join(lines)
