@@ -57,6 +57,7 @@ def package_size_mb(folder: Path) -> float:
 def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
     """In the worker process: load through the agent's backends, check top-1 vs FP32, time, report RSS."""
     import numpy as np
+    import procstat
     import sessions
 
     from component.preprocess import Preprocessor, decode_image
@@ -73,14 +74,18 @@ def measure(folder: Path, threads: int, runs: int) -> dict[str, Any]:
     for _ in range(10):
         session.run({name: frame})
     times = []
+    cpu, busy, wall = procstat.cpu_seconds(), procstat.machine_busy_seconds(), time.perf_counter()
     for _ in range(runs):
         started = time.perf_counter()
         session.run({name: frame})
         times.append((time.perf_counter() - started) * 1000)
+    cpu, busy = procstat.cpu_seconds() - cpu, procstat.machine_busy_seconds() - busy
+    foreign = max(0.0, busy - cpu) / (time.perf_counter() - wall)
     session.close()
     agree = sum(top1[image] == reference.get(image) for image in top1)
     return {
         "median_ms": statistics.median(times),
+        "foreign_cores": foreign,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "top1": top1,
         "agreement": f"{agree}/{len(top1)}" if reference else "reference",
@@ -181,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
                 reference = result["top1"]
             results[index].append(result)
     cells = [cell(spec, results[i]) for i, spec in enumerate(specs)]
+    foreign = [r["foreign_cores"] for runs in results.values() for r in runs if "foreign_cores" in r]
     print(
         f"{platform.machine()}, {os.cpu_count()} CPUs, batch 1, 224x224, {args.runs} runs per cell, "
-        f"median of {args.rounds} interleaved rounds (each cell a fresh process per round); "
-        f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end"
+        f"median of {args.rounds} interleaved rounds (each cell a fresh process per round); other processes "
+        f"kept {statistics.mean(foreign or [0.0]):.2f} cores busy on average while cells ran "
+        f"(at most {max(foreign or [0.0]):.2f})"
     )
     print(table(cells, args.markdown))
     return 0
