@@ -107,41 +107,44 @@ def _header(results: Results, machine: str) -> None:
 
 
 def _per_tree(results: Results, trees: list[str]) -> None:
+    column = max(14, *(len(t) + 2 for t in trees))
+
+    def row(label: str, values: list[str]) -> str:
+        return _row(label, values, 60, column)
+
     def each(value: Callable[[str], float], fmt: str = "{:.2f}") -> list[str]:
         return [fmt.format(value(tree)) for tree in trees]
 
     med = statistics.median
-    print(_row("", trees))
-    print(_row("bare ONNX Runtime, ms/frame", each(lambda t: results.ms_per_frame(f"bare {t}"))))
+    print(row("", trees))
+    print(row("bare ONNX Runtime, ms/frame", each(lambda t: results.ms_per_frame(f"bare {t}"))))
     print(
-        _row(
+        row(
             "  median of one run, ms",
             each(lambda t: med(med(b.latencies) for b in results.blocks[f"bare {t}"])),
         )
     )
-    print(_row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(f"bare {t}"))))
+    print(row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(f"bare {t}"))))
     for contender in results.blocks:
         if contender.startswith("bare new, spinning"):
-            print(_row(f"{contender} (for comparison), ms/frame", [f"{results.ms_per_frame(contender):.2f}"]))
+            print(row(f"{contender} (for comparison), ms/frame", [f"{results.ms_per_frame(contender):.2f}"]))
     print(
-        _row(
+        row(
             "in-process AWS-style loop, same spinning, ms/frame",
             each(lambda t: results.ms_per_frame(results.inprocess[t])),
         )
     )
-    print(_row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(results.inprocess[t]))))
+    print(row("  CPU ms/frame", each(lambda t: results.cpu_per_frame(results.inprocess[t]))))
     print(
-        _row(
+        row(
             "component through the agent, end to end, ms/frame",
             each(lambda t: results.ms_per_frame(f"component {t}")),
         )
     )
-    print(
-        _row("  frames per second", each(lambda t: 1000 / results.ms_per_frame(f"component {t}"), "{:.1f}"))
-    )
+    print(row("  frames per second", each(lambda t: 1000 / results.ms_per_frame(f"component {t}"), "{:.1f}")))
     for stage in STAGES:
         print(
-            _row(
+            row(
                 f"  {stage}: mean / median ms (its results' latency-ms)",
                 [
                     f"{results.stage(t, stage, statistics.mean):.2f} / {results.stage(t, stage, med):.2f}"
@@ -151,23 +154,23 @@ def _per_tree(results: Results, trees: list[str]) -> None:
         )
     for process in ("component", "agent"):
         cpu = [results.cpu_per_frame(f"component {t}", process) for t in trees]
-        print(_row(f"  CPU ms/frame, {process} process", [f"{v:.2f}" for v in cpu]))
-    print(_row("  CPU ms/frame, agent + component", each(lambda t: results.cpu_per_frame(f"component {t}"))))
+        print(row(f"  CPU ms/frame, {process} process", [f"{v:.2f}" for v in cpu]))
+    print(row("  CPU ms/frame, agent + component", each(lambda t: results.cpu_per_frame(f"component {t}"))))
     print(
-        _row(
+        row(
             "  first result after a cold start, s (component spawned)",
             each(lambda t: med(r.first_result_s for r in results.pairs(t)), "{:.3f}"),
         )
     )
     print(
-        _row(
+        row(
             "  agent listening after spawn, s",
             each(lambda t: med(r.agent_ready_s for r in results.pairs(t)), "{:.3f}"),
         )
     )
     for process in ("component", "agent"):
         print(
-            _row(
+            row(
                 f"  RSS MB of the {process}, now (peak)",
                 [
                     f"{med(getattr(r, process).rss_mb for r in results.pairs(t)):.0f} "
@@ -182,9 +185,10 @@ def _prep(results: Results) -> None:
     print("preprocessing per frame, JPEG bytes in memory -> model input, median ms")
     columns = [(tree, way) for tree, images in results.prep.items() for way in images[HD]]
     labels = {"native": "its own", "legacy": "1.x float"}
-    print(_row("", [f"{tree} {labels[way]}" for tree, way in columns], 24, 18))
+    width = max(18, *(len(f"{tree} {labels[way]}") + 2 for tree, way in columns))
+    print(_row("", [f"{tree} {labels[way]}" for tree, way in columns], 24, width))
     for image in results.prep[columns[0][0]]:
-        print(_row(f"  {image}", [f"{results.prep[t][image][w]:.2f}" for t, w in columns], 24, 18))
+        print(_row(f"  {image}", [f"{results.prep[t][image][w]:.2f}" for t, w in columns], 24, width))
 
 
 def _batches(results: Results, trees: list[str]) -> None:
@@ -216,7 +220,7 @@ def _ratios(results: Results, trees: list[str]) -> None:
             values["1920x1080 JPEG preprocessing, new / today"] = results.prep[tree][HD]["native"] / old
         for what, value in values.items():
             verdict = "met" if value <= GOALS[what] else "NOT met"
-            print(f"  {tree:>5}: {what:<52}{value:6.2f}   (goal <= {GOALS[what]}: {verdict})")
+            print(f"  {tree}: {what:<52}{value:6.2f}   (goal <= {GOALS[what]}: {verdict})")
     print(f"  (today's 1080p preprocessing: {results.old_hd_preprocessing()[1]})")
     if "today" in trees:
         for tree in trees:

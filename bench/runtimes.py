@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             if reference is None and "top1" in result:
                 reference = result["top1"]
             results[index].append(result)
+            if "median_ms" in result:
+                print(f"  median {result['median_ms']:.2f} ms", file=sys.stderr, flush=True)
     cells = [cell(spec, results[i]) for i, spec in enumerate(specs)]
     foreign = [r["foreign_cores"] for runs in results.values() for r in runs if "foreign_cores" in r]
     print(
