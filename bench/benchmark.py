@@ -1,173 +1,190 @@
-"""Latency benchmark: bare ONNX Runtime vs. the component's per-frame pipeline through the agent.
+"""Per-frame cost of the component through the agent, against the bare runtime and the in-process way.
 
-    .venv/bin/python bench/benchmark.py [--frames 200] [--threads 2] [--batches 1,2,4,8]
+    .venv/bin/python bench/benchmark.py [--rounds 5] [--threads 2] [--baseline /tmp/before] [--batches 1,4]
 
-Prints (1) the median/p90 latency of ONNX Runtime alone on the bundled model with one preprocessed
-frame, (2) the component's per-frame latency split by stage (read+decode, preprocess, predict over gRPC on
-a unix socket to a real agent subprocess, postprocess), and (3) their ratio. The agent runs as its own
-process with the same thread count, as on a device; (4) with --batches, the component's throughput
-(frames/s over prepare + Predict + postprocess) and Predict time per frame at each batch size.
+One run, contenders interleaved block by block (the order rotates each round, with a pause between blocks
+so that no runtime's spinning threads overlap the next block), each in its own process:
+
+- bare ONNX Runtime: the package's model file alone, one frame prepared once, `session.run` in a loop;
+- in-process AWS-style loop: Pillow open, whole-image resize, numpy normalise, the same network in the same
+  process, softmax and top-5 (bench/worker.py);
+- the component through the agent: a cold-started agent process on a unix socket and `python -m component
+  --interval 0` against it, as deployed (bench/e2e.py): first-result time, per-stage latencies from its
+  results, FPS, CPU per frame of each process, resident memory.
+
+Every runtime session is the agent's own ONNX Runtime backend class (intra-op threads = --threads,
+inter-op 1, all graph optimisations, ORT's default spinning): the same settings on every side. ms/frame is
+a block's wall time over its frames, the same statistic for every contender; the table gives the median
+over rounds. CPU per frame is each process's CPU time over the same window. With --baseline TREE (a
+checkout of an older commit with its own packages) its bare runtime and component run in the same rounds,
+so "today" and "new" are measured side by side; --compare NAME=TREE adds any other checkout the same way
+(e.g. this branch merged with another). Progress goes to stderr, the table to stdout.
 Numbers, not assertions: this is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from agent_client import AgentClient, ClientOptions
-from component.classify import RemoteModel
-from component.frames import Frame, StageLatency
-from component.pipeline import FramePipeline
-from component.preprocess import Preprocessor
-from component.sources import FrameSource, open_source
-from modelpkg.manifest import load_labels, load_manifest
+import procstat
+from e2e import PairRun, run_pair
+from report import Block, Results, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
-
-MODEL = ROOT / "artifacts" / "models" / "efficientnet-lite0"
-IMAGES = ROOT / "artifacts" / "images"
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q))
+WORKER = Path(__file__).resolve().parent / "worker.py"
+SETTLE_S = 0.3  # ORT's spinning threads stop within ~30 ms of the last run (measured)
 
 
-def bare_onnxruntime(tensor: np.ndarray, threads: int, runs: int) -> list[float]:
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(MODEL / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: tensor}
-    for _ in range(20):
-        session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1000)
-    return times
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def agent_pipeline(threads: int) -> Iterator[FramePipeline]:
-    """The component's pipeline on the bundled model, served by an agent subprocess."""
-    manifest = load_manifest(MODEL)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-", dir="/tmp"))
-    sock = workdir / "agent.sock"
-    agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "--socket",
-            str(sock),
-            "--models-root",
-            str(MODEL.parent),
-            "--threads",
-            str(threads),
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+class Worker:
+    """A bench/worker.py process in a source tree."""
+
+    def __init__(self, kind: str, tree: Path, model: Path, threads: int, spin: str = "agent") -> None:
+        env = dict(os.environ, PYTHONPATH=str(tree), ORT_DISABLE_TELEMETRY="1", PYTHONDONTWRITEBYTECODE="1")
+        command = [sys.executable, str(WORKER), kind, "--model", str(model), "--threads", str(threads)]
+        command += ["--spin", spin]
+        self.process = subprocess.Popen(
+            command, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        ready = self._read()
+        self.describe, self.pid, self.spins = str(ready["ready"]), int(ready["pid"]), bool(ready["spins"])
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.process.args!r} exited with {self.process.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def ask(self, **command: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.ask_quit()
+
+    def ask_quit(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+        self.process.stdin.close()
+        self.process.wait(10)
+
+
+def worker_block(worker: Worker, frames: int) -> Block:
+    busy = procstat.machine_busy_seconds()
+    reply = worker.ask(cmd="run", frames=frames)
+    return Block(
+        frames=frames,
+        wall_s=reply["wall"],
+        cpu_s={"process": reply["cpu"]},
+        latencies=reply["times"],
+        machine_busy_s=procstat.machine_busy_seconds() - busy,
     )
-    try:
-        with AgentClient(sock, ClientOptions(timeout=30)) as client:
-            client.wait_until_ready(30)
-            model = RemoteModel(client, manifest, manifest.name)
-            model.ensure_loaded()
-            yield FramePipeline(
-                Preprocessor(manifest.preprocess, manifest.input.shape), model, load_labels(manifest), 5, 0.3
-            )
-    finally:
-        agent.terminate()
-        agent.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def next_frame(source: FrameSource) -> Frame:
-    frame = source.next_frame()
-    assert frame is not None
-    return frame
+def pair_block(run: PairRun) -> Block:
+    return Block(
+        frames=run.frames,
+        wall_s=run.wall_s,
+        cpu_s={"component": run.cpu_component_s, "agent": run.cpu_agent_s},
+        latencies=run.stages["total"],
+        machine_busy_s=run.machine_busy_s,
+        pair=run,
+    )
 
 
-def per_frame_latencies(pipeline: FramePipeline, frames: int) -> list[StageLatency]:
-    source = open_source(IMAGES)
-    for _ in range(20):
-        pipeline.classify(next_frame(source))
-    return [pipeline.classify(next_frame(source)).latency for _ in range(frames)]
-
-
-def batch_throughput(pipeline: FramePipeline, size: int, frames: int) -> tuple[float, float]:
-    """(frames per second, median Predict ms per frame) classifying `frames` frames in batches of size."""
-    source = open_source(IMAGES)
-    batches = max(1, frames // size)
-    pipeline.infer([pipeline.prepare(next_frame(source)) for _ in range(size)])  # warm-up
-    predict: list[float] = []
-    started = time.perf_counter()
-    for _ in range(batches):
-        results = pipeline.infer([pipeline.prepare(next_frame(source)) for _ in range(size)])
-        predict.append(results[0].latency.predict / size)
-    elapsed = time.perf_counter() - started
-    return batches * size / elapsed, statistics.median(predict)
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="bench/benchmark.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batches", default="", help="comma-separated batch sizes for the throughput table")
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.batches.split(",") if size.strip()]
-
-    manifest = load_manifest(MODEL)
-    frame = open_source(IMAGES).next_frame()
-    assert frame is not None
-    tensor = Preprocessor(manifest.preprocess, manifest.input.shape)(frame.image)
-
-    bare = bare_onnxruntime(tensor, args.threads, args.frames)
-    with agent_pipeline(args.threads) as pipeline:
-        stages = per_frame_latencies(pipeline, args.frames)
-        throughput = {size: batch_throughput(pipeline, size, args.frames) for size in sizes}
-    columns = {
-        "read+decode": [s.read for s in stages],
-        "preprocess": [s.preprocess for s in stages],
-        "predict (gRPC+runtime)": [s.predict for s in stages],
-        "postprocess": [s.postprocess for s in stages],
-        "total per frame": [s.total for s in stages],
-    }
-    print(
-        f"model {manifest.name} {manifest.version}, {args.threads} runtime thread(s), {args.frames} frames, "
-        f"{os.cpu_count()} CPU(s)"
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--threads", type=int, default=2, help="runtime intra-op threads, every side")
+    parser.add_argument("--frames", type=int, default=300, help="frames per block (default 300)")
+    parser.add_argument("--baseline", type=Path, help="an older checkout, measured in the same rounds")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=TREE",
+        help="another checkout (e.g. with other branches merged), measured in the same rounds",
     )
-    print(f"{'stage':<26}{'median ms':>10}{'p90 ms':>10}")
-    print(f"{'bare ONNX Runtime':<26}{statistics.median(bare):>10.2f}{percentile(bare, 90):>10.2f}")
-    for name, values in columns.items():
-        print(f"{name:<26}{statistics.median(values):>10.2f}{percentile(values, 90):>10.2f}")
-    bare_median = statistics.median(bare)
-    for name in ("predict (gRPC+runtime)", "total per frame"):
-        print(f"ratio {name} / bare ONNX Runtime: {statistics.median(columns[name]) / bare_median:.2f}")
-    if throughput:
-        print(f"{'batch size':<12}{'frames/s':>10}{'predict ms/frame':>18}")
-        for size, (fps, predict_ms) in throughput.items():
-            print(f"{size:<12}{fps:>10.1f}{predict_ms:>18.2f}")
+    parser.add_argument("--batches", default="", help="comma-separated BatchSize values: a throughput table")
+    args = parser.parse_args(argv)
+    trees = {"new": ROOT}
+    if args.baseline:
+        trees["today"] = args.baseline.resolve()
+    for item in args.compare:
+        name, _, path = item.partition("=")
+        trees[name] = Path(path).resolve()
+    from modelprep.reference import blown_up
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    hd_jpeg = workdir / "1920x1080.jpg"
+    hd_jpeg.write_bytes(blown_up(ROOT / "artifacts" / "images" / "motorcycle.jpg"))
+    results = Results(threads=args.threads, rounds=args.rounds, trees=trees, load_before=os.getloadavg())
+    workers: dict[str, Worker] = {}
+    try:
+        progress(f"starting workers ({', '.join(f'{k}: {v}' for k, v in trees.items())})")
+        model = Path("artifacts/models/efficientnet-lite0")
+        for name, tree in trees.items():
+            workers[f"bare {name}"] = Worker("bare", tree, tree / model, args.threads)
+        # bare with spinning the other way round, to show what spinning does in this run
+        flipped = "off" if workers["bare new"].spins else "on"
+        workers[f"bare new, spinning {flipped}"] = Worker("bare", ROOT, ROOT / model, args.threads, flipped)
+        # the in-process loop with each tree's agent's spinning: the same settings on both sides
+        for name in trees:
+            spin = "on" if workers[f"bare {name}"].spins else "off"
+            results.inprocess[name] = f"in-process, spinning {spin}"
+            if results.inprocess[name] not in workers:
+                workers[results.inprocess[name]] = Worker("inprocess", ROOT, ROOT / model, args.threads, spin)
+        results.describe = {name: worker.describe for name, worker in workers.items()}
+        contenders = [*workers, *(f"component {name}" for name in trees)]
+        for round_ in range(args.rounds):
+            shift = round_ % len(contenders)
+            for contender in contenders[shift:] + contenders[:shift]:
+                time.sleep(SETTLE_S)
+                if contender in workers:
+                    block = worker_block(workers[contender], args.frames)
+                else:
+                    tree = trees[contender.split()[1]]
+                    block = pair_block(run_pair(tree, workdir, args.threads, args.frames, warmup=30))
+                results.add(contender, block)
+                progress(
+                    f"round {round_ + 1}/{args.rounds} {contender}: {block.ms_per_frame:.2f} ms/frame, "
+                    f"CPU {block.cpu_ms_per_frame:.2f} ms/frame"
+                )
+        progress("preprocessing per frame: bundled images and a 1920x1080 JPEG")
+        images = [str(p) for p in sorted((ROOT / "artifacts" / "images").glob("*.jpg"))] + [str(hd_jpeg)]
+        for name in trees:
+            results.prep[name] = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=40)["prep"]
+        for size in [int(s) for s in args.batches.split(",") if s.strip()]:
+            for name, tree in trees.items():
+                progress(f"BatchSize {size}: component {name}")
+                run = run_pair(tree, workdir, args.threads, args.frames, warmup=30, batch_size=size)
+                results.batches.setdefault(size, {})[name] = run
+    finally:
+        for worker in workers.values():
+            worker.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    results.load_after = os.getloadavg()
+    print_report(results, f"{platform.machine()}, {os.cpu_count()} CPUs")
     return 0
 
 

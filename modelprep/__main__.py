@@ -9,12 +9,15 @@ python -m modelprep manifest FOLDER     # digests of the files a folder holds no
 python -m modelprep quantize --out artifacts/models/efficientnet-lite0-int8
 python -m modelprep neo --target x86_64 --out artifacts/models/efficientnet-lite0-neo-x86_64
 python -m modelprep neo --target aarch64 --out artifacts/models/efficientnet-lite0-neo-aarch64
+python -m modelprep agreement           # top-1 and score changes of the packages against the 1.x float path
+python -m modelprep scores              # README's table of the sample images' classes and scores
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import platform
 import sys
 from pathlib import Path
 
@@ -48,6 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     neo.add_argument(
         "--tvm-python", type=Path, help="Python 3.10 with requirements/tvm.txt (default .venv-tvm)"
     )
+    agree = commands.add_parser(
+        "agreement", help="top-1 and max score change of the packages against the 1.x float path"
+    )
+    agree.add_argument(
+        "--packages",
+        nargs="+",
+        default=[
+            "efficientnet-lite0",
+            "efficientnet-lite0-int8",
+            f"efficientnet-lite0-neo-{platform.machine()}",
+        ],
+    )
+    commands.add_parser(
+        "scores", help="the sample images' top-1 and score, this project vs other preprocessing"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -77,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             len(written["files"]),
             written["sha256"],
         )
+    elif args.command == "agreement":
+        from .agreement import agreement, table
+
+        print(table(agreement(tuple(args.packages))))
+    elif args.command == "scores":
+        from .scores import table as scores_table
+
+        print(scores_table())
     elif args.command == "images":
         from .images import write_images
 

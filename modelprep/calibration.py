@@ -57,6 +57,21 @@ def calibration_images() -> list[Image.Image]:
     return [variant for name in CALIBRATION_SOURCES for variant in _variants(_skimage_image(name))]
 
 
+def variants(photos: dict[str, Image.Image]) -> dict[str, Image.Image]:
+    """Each photo (as RGB), its mirror and its central 3/4 crop, by name (`name`, `name-mirror`,
+    `name-centre`)."""
+    held: dict[str, Image.Image] = {}
+    for name, photo in photos.items():
+        image = photo.convert("RGB")
+        width, height = image.size
+        held[name] = image
+        held[f"{name}-mirror"] = ImageOps.mirror(image)
+        held[f"{name}-centre"] = image.crop(
+            (width // 8, height // 8, width - width // 8, height - height // 8)
+        )
+    return held
+
+
 def held_out_images() -> dict[str, Image.Image]:
     """The five sample images, their mirrors and their central 3/4 crops, by name."""
     from skimage import data
@@ -68,13 +83,4 @@ def held_out_images() -> dict[str, Image.Image]:
         "motorcycle": data.stereo_motorcycle()[0],
         "camera": data.camera(),
     }
-    held: dict[str, Image.Image] = {}
-    for name, array in photos.items():
-        image = Image.fromarray(array).convert("RGB")
-        width, height = image.size
-        held[name] = image
-        held[f"{name}-mirror"] = ImageOps.mirror(image)
-        held[f"{name}-centre"] = image.crop(
-            (width // 8, height // 8, width - width // 8, height - height // 8)
-        )
-    return held
+    return variants({name: Image.fromarray(array) for name, array in photos.items()})

@@ -1,4 +1,8 @@
-"""Exports the model to ONNX and writes the model folder: model.onnx, labels.txt, manifest.json."""
+"""Exports the model to ONNX and writes the model folder: model.onnx, labels.txt, manifest.json.
+
+The exported network takes float NCHW (x - 127) / 128; the package's model.onnx has the uint8 prologue
+of modelprep.prologue in front of it, so the component sends raw uint8 RGB pixels, NHWC (in_model).
+"""
 
 from __future__ import annotations
 
@@ -18,19 +22,32 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.txt"
 MAX_BATCH = 64  # the exported graph takes 1..MAX_BATCH frames per call (its first dimension is "batch")
+VERSION = "2.0.0"  # 2.0.0: the input is uint8 NHWC pixels, normalised in the graph (1.x: float NCHW)
 # EfficientNet-Lite was trained on 0..255 RGB scaled as (x - 127) / 128 (the TensorFlow reference
 # implementation's MEAN_RGB/STDDEV_RGB for the Lite family). The PyPI packages say nothing of their own;
 # their README shows torchvision's ImageNet mean/std, inherited from efficientnet_pytorch. Measured on the
 # sample images, (x - 127) / 128 gives the reference scores, while ImageNet mean/std lowers confidence and
 # reorders close classes (chelsea: Egyptian cat first). Bilinear resizing matches the reference best;
 # bicubic and nearest lose 0.09 and 0.15 on the rocket.
+MEAN: tuple[float, float, float] = (127.0, 127.0, 127.0)
+STD: tuple[float, float, float] = (128.0, 128.0, 128.0)
 PREPROCESS = {
     "resize_shorter": 256,
     "crop": [INPUT_SIZE, INPUT_SIZE],
     "resample": "bilinear",
-    "mean": [127.0, 127.0, 127.0],
-    "std": [128.0, 128.0, 128.0],
+    "mean": list(MEAN),
+    "std": list(STD),
+    "in_model": True,
 }
+# The package's input: raw 0..255 RGB pixels, one frame NHWC (the batch dimension of the graph is dynamic)
+INPUT = {
+    "name": "input",
+    "dtype": "uint8",
+    "shape": [1, INPUT_SIZE, INPUT_SIZE, 3],
+    "layout": "NHWC",
+    "color_order": "RGB",
+}
+PROLOGUE = "uint8 NHWC RGB -> Transpose, Cast, Mul 1/std, Add -mean/std (modelprep.prologue)"
 
 
 def export_onnx(model: Any, path: Path) -> None:
@@ -63,6 +80,21 @@ def strip_debug_metadata(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def add_prologue(path: Path) -> float:
+    """Rewrites the float-input model at path with the uint8 prologue in front; returns the largest score
+    difference between the two on random uint8 images, singly and as a batch of 4."""
+    import onnx
+
+    from .prologue import add_uint8_prologue, uint8_max_difference
+
+    original = onnx.load(str(path))
+    prologued = add_uint8_prologue(original, MEAN, STD)
+    before, after = original.SerializeToString(), prologued.SerializeToString()
+    diff = max(uint8_max_difference(before, after, MEAN, STD, batch=b) for b in (1, 4))
+    onnx.save(prologued, str(path))
+    return diff
+
+
 def max_difference(model: Any, path: Path, samples: int = 4) -> float:
     """Largest |torch - onnxruntime| over random inputs in the model's input range, one at a time and all
     of them as one batch (the graph's first dimension is dynamic)."""
@@ -83,16 +115,10 @@ def manifest(exporter: str, check: str) -> dict[str, Any]:
     """The manifest.json content but its digests (schema: modelpkg/manifest.py; write_manifest adds them)."""
     return {
         "name": "efficientnet-lite0",
-        "version": "1.1.0",
+        "version": VERSION,
         "format": "onnx",
         "file": MODEL_FILE,
-        "input": {
-            "name": "input",
-            "dtype": "float32",
-            "shape": [1, 3, INPUT_SIZE, INPUT_SIZE],
-            "layout": "NCHW",
-            "color_order": "RGB",
-        },
+        "input": INPUT,
         "preprocess": PREPROCESS,
         "output": {"name": "logits", "kind": "logits", "classes": NUM_CLASSES},
         "labels": LABELS_FILE,
@@ -101,6 +127,7 @@ def manifest(exporter: str, check: str) -> dict[str, Any]:
             "architecture": ARCHITECTURE_PACKAGE,
             "labels": LABELS_PACKAGE,
             "exporter": exporter,
+            "prologue": PROLOGUE,
             "check": check,
             "licence": "Apache-2.0 (weights and architecture), MIT (labels)",
         },
@@ -129,6 +156,10 @@ def write_model_folder(out: Path) -> dict[str, Any]:
         logger.info("max |torch - onnxruntime| = %.2e", diff)
         if diff > 1e-3:
             raise RuntimeError(f"the exported model disagrees with torch by {diff:.2e}")
+        prologue_diff = add_prologue(staged)
+        logger.info("max |float input - uint8 prologue| = %.2e", prologue_diff)
+        if prologue_diff > 1e-5:
+            raise RuntimeError(f"the uint8 prologue changes the scores by {prologue_diff:.2e}")
         os.replace(staged, out / MODEL_FILE)
     (out / LABELS_FILE).write_text("\n".join(labels) + "\n", encoding="utf-8")
     written = manifest(
@@ -138,7 +169,8 @@ def write_model_folder(out: Path) -> dict[str, Any]:
         ),
         check=(
             f"max |torch - onnxruntime {version('onnxruntime')}| = {diff:.1e} "
-            f"on 4 random inputs, singly and as one batch"
+            f"on 4 random inputs, singly and as one batch; max |float input - uint8 prologue| = "
+            f"{prologue_diff:.1e} on random uint8 images"
         ),
     )
     written = write_manifest(out, written)

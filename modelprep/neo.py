@@ -1,5 +1,7 @@
 """Neo-format model folders for DLR: export for the Relay-era compiler, compile in the TVM venv, manifest.
 
+The network is exported for the Relay frontend (TorchScript exporter, opset 17), given the same uint8 prologue
+as the ONNX packages (modelprep.prologue: uint8 NHWC RGB pixels in, normalised in the graph), then compiled.
 The TVM compile runs as a subprocess of the TVM venv's Python 3.10 (modelprep/tvm_compile.py), so torch and
 TVM never share a process and neither is needed on a device. The folder gets labels.txt and a manifest.json
 whose `file` is compiled.so and whose `sha256` is that file's; provenance records the digests of the other
@@ -29,11 +31,14 @@ NEO_FILES = ("compiled.so", "compiled_model.json", "compiled.params", "compiled.
 OPSET = 17
 
 
-def export_opset17(path: Path) -> None:
-    """The TorchScript exporter at opset 17: the Relay ONNX frontend misreads the dynamo opset-18 graph."""
+def export_opset17(path: Path, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+    """The TorchScript exporter at opset 17 (the Relay ONNX frontend misreads the dynamo opset-18 graph),
+    with the uint8 prologue for mean and std in front."""
+    import onnx
     import torch
 
     from .efficientnet import INPUT_SIZE, load_model
+    from .prologue import add_uint8_prologue
 
     torch.manual_seed(0)
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
@@ -46,6 +51,7 @@ def export_opset17(path: Path) -> None:
         input_names=["input"],
         output_names=["logits"],
     )
+    onnx.save(add_uint8_prologue(onnx.load(str(path)), mean, std), str(path))
 
 
 def write_neo_folder(
@@ -61,7 +67,12 @@ def write_neo_folder(
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model-opset17.onnx"
-        export_opset17(onnx_path)
+        pre = base["preprocess"]
+        if not pre["in_model"]:
+            raise ValueError(
+                f"{fp32_folder}: the Neo packages take uint8 pixels; export the FP32 folder first"
+            )
+        export_opset17(onnx_path, tuple(pre["mean"]), tuple(pre["std"]))
         staged = Path(tmp) / "neo"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         command = [str(tvm_python), "-m", "modelprep.tvm_compile", "--onnx", str(onnx_path)]
@@ -77,7 +88,7 @@ def write_neo_folder(
         "format": "neo",
         "file": "compiled.so",
         "provenance": {
-            **base["provenance"],
+            **{key: value for key, value in base["provenance"].items() if key != "check"},
             "exporter": f"torch.onnx.export dynamo=False opset {OPSET}",
             "compiler": f"{meta['Compilation']['Compiler']}, target {meta['Compilation']['Target']}, "
             f"opt_level {meta['Compilation']['OptLevel']}",

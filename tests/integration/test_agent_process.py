@@ -55,9 +55,9 @@ def test_bad_options_exit_with_a_message(socket_path: Path, tmp_path: Path) -> N
 def test_a_frozen_agent_still_gives_a_timeout_for_a_large_request_within_the_deadline(
     socket_path: Path,
 ) -> None:
-    """SIGSTOP leaves the socket open and unread: a 600 kB frame fills its buffer, where gRPC's own deadline
+    """SIGSTOP leaves the socket open and unread: a 600 kB request fills its buffer, where gRPC's own deadline
     never fires (measured: blocked for good). The client's own bound turns it into AgentTimeoutError."""
-    frame = np.zeros((1, 3, 224, 224), np.float32)
+    frame = np.zeros((4, 224, 224, 3), np.uint8)  # 4 frames of the bundled model's uint8 input: 602 kB
     with (
         agent_process(socket_path, MODEL_DIR.parent) as agent,
         AgentClient(socket_path, ClientOptions(timeout=1.0)) as client,
@@ -74,13 +74,13 @@ def test_a_frozen_agent_still_gives_a_timeout_for_a_large_request_within_the_dea
         finally:
             agent.send_signal(signal.SIGCONT)
         (scores,) = client.predict("lite0", {"input": frame})  # the same client goes on once it runs
-    assert scores.shape == (1, 1000)
+    assert scores.shape == (4, 1000)
 
 
 def test_closing_the_client_while_a_request_is_stuck_in_a_frozen_agent_returns(socket_path: Path) -> None:
     """gRPC's close waits for every unfinished request; one stuck in a frozen agent's socket never finishes
     (measured: close blocked for good), so the client bounds the wait."""
-    frame = np.zeros((1, 3, 224, 224), np.float32)
+    frame = np.zeros((4, 224, 224, 3), np.uint8)  # 602 kB, as above
     with agent_process(socket_path, MODEL_DIR.parent) as agent:
         client = AgentClient(socket_path, ClientOptions(timeout=1.0))
         client.load_model(str(MODEL_DIR), "lite0")

@@ -235,7 +235,7 @@ def test_sampled_captures_reach_the_agents_capture_folder(socket_path: Path, tmp
     sidecar = json.loads(sidecars[0].read_text())
     assert sidecar["model_name"] == "efficientnet-lite0"
     assert [(t["role"], t["name"], t["shape"]) for t in sidecar["tensors"]] == [
-        ("input", "input", [1, 3, 224, 224]),
+        ("input", "input", [1, 224, 224, 3]),  # the bundled model takes uint8 NHWC pixels
         ("output", "logits", [1, 1000]),
     ]
     assert len(results) == 6  # capture never held a result back

@@ -59,7 +59,10 @@ def test_dlr_agrees_with_onnxruntime_fp32_on_every_sample_image(fp32_logits: dic
     assert backend.name == "dlr"
     session = backend.load(_verified(NEO_DIR), RuntimeSettings(threads=2))
     try:
-        assert [(t.name, t.shape) for t in session.inputs] == [("input", (1, 3, 224, 224))]
+        # the same input contract as the ONNX packages: uint8 NHWC pixels, normalised in the graph
+        assert [(t.name, str(t.dtype), t.shape) for t in session.inputs] == [
+            ("input", "uint8", (1, 224, 224, 3))
+        ]
         assert [(t.name, t.shape) for t in session.outputs] == [("logits", (1, 1000))]
         worst = 0.0
         for name, x in _inputs().items():

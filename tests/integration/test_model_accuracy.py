@@ -1,6 +1,8 @@
 """The bundled model with the manifest's preprocessing gives the known classes; the sample's does not.
 
-Runs ONNX Runtime directly (no agent) so a preprocessing regression shows up here on its own.
+Runs ONNX Runtime directly (no agent) so a preprocessing regression shows up here on its own. The package
+takes uint8 NHWC pixels (its graph normalises); the float network behind that prologue, fed the float
+path, gives the same scores, and the 1.x way (full decode, resize of the whole image) the same top-1.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from PIL import Image
 
 from component.postprocess import softmax
 from component.preprocess import Preprocessor, decode_image
+from component.sources import open_image
 from modelpkg.manifest import load_labels, load_manifest
+from modelprep.calibration import variants
+from modelprep.prologue import float_preprocessor
+from modelprep.reference import blown_up, float_network, legacy_tensor
+from modelprep.scores import TORCHVISION_MEAN, TORCHVISION_STD, sample_tensor
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
 
@@ -31,21 +38,30 @@ RIGHT = {
     "motorcycle": ("moped", "motor scooter"),
     "camera": ("tripod",),
 }
-SAMPLE_MEAN = np.array([123, 117, 104], dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def model() -> Callable[[np.ndarray], np.ndarray]:
-    """Input tensor -> raw logits of the committed model."""
+def _runner(model: str | bytes) -> Callable[[np.ndarray], np.ndarray]:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(MODEL_DIR / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
 
     def run(tensor: np.ndarray) -> Any:
         return session.run(None, {"input": tensor})[0][0]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def model() -> Callable[[np.ndarray], np.ndarray]:
+    """uint8 NHWC pixels -> raw logits of the committed model."""
+    return _runner(str(MODEL_DIR / "model.onnx"))
+
+
+@pytest.fixture(scope="module")
+def network() -> Callable[[np.ndarray], np.ndarray]:
+    """(x - 127) / 128 float NCHW -> raw logits: the committed model without its uint8 prologue."""
+    return _runner(float_network(MODEL_DIR / "model.onnx"))
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +76,6 @@ def image(name: str) -> Image.Image:
 def best(scores: np.ndarray, labels: tuple[str, ...]) -> tuple[str, float]:
     index = int(np.argmax(scores))
     return labels[index], float(scores[index])
-
-
-def sample_tensor(picture: Image.Image, *, layout_bug: bool = True) -> np.ndarray:
-    """What the replaced AWS sample sent: the image squashed to 224x224, back to BGR, minus [123, 117, 104]
-    (an RGB mean applied to BGR channels), no scaling, as NHWC bytes; the model reads them as NCHW
-    (layout_bug), so every "channel" plane is really interleaved pixels. Its scores were the raw outputs."""
-    array = np.asarray(picture.convert("RGB").resize((224, 224), Image.Resampling.BILINEAR), np.float32)
-    nhwc = np.ascontiguousarray(array[..., ::-1] - SAMPLE_MEAN)
-    return nhwc.reshape(1, 3, 224, 224) if layout_bug else np.ascontiguousarray(nhwc.transpose(2, 0, 1)[None])
 
 
 def test_the_manifest_preprocessing_gives_the_reference_classes(model: Any, labels: tuple[str, ...]) -> None:
@@ -87,25 +94,77 @@ def test_the_manifest_preprocessing_gives_the_reference_classes(model: Any, labe
     assert top3 == {"tiger cat", "Egyptian cat", "tabby"}
 
 
-def test_imagenet_mean_std_is_less_confident_than_the_models_own_scaling(
-    model: Any, labels: tuple[str, ...]
+def sample_variants() -> dict[str, Image.Image]:
+    """The sample images, their mirrors and central crops (the held-out set, from the JPEGs)."""
+    return variants({name: image(name) for name in RIGHT})
+
+
+def test_the_uint8_package_gives_the_float_networks_scores_for_the_same_pixels(
+    model: Any, network: Any
 ) -> None:
     manifest = load_manifest(MODEL_DIR)
-    own = Preprocessor(manifest.preprocess, manifest.input.shape)
-    torchvision = Preprocessor(
-        replace(manifest.preprocess, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375)),
-        manifest.input.shape,
+    assert (manifest.input.dtype, manifest.preprocess.layout, manifest.preprocess.in_model) == (
+        "uint8",
+        "NHWC",
+        True,
     )
+    pixels = Preprocessor(manifest.preprocess, manifest.input.shape)
+    floats = float_preprocessor(manifest.preprocess)
+    for name, picture in sample_variants().items():
+        raw = pixels(picture)
+        assert raw.dtype == np.uint8 and raw.shape == (1, 224, 224, 3)
+        mine, theirs = model(raw), network(floats(picture))
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-5, err_msg=name)
+        assert int(np.argmax(mine)) == int(np.argmax(theirs)), name
+
+
+def test_the_top1_is_the_1x_float_paths_on_every_sample_its_mirror_and_crop(model: Any, network: Any) -> None:
+    """1.x: the whole JPEG decoded, the whole image resized, float NCHW; now: a not-yet-decoded JPEG (as
+    a source hands it over), only the crop's box resized, uint8 NHWC into the prologue."""
+    manifest = load_manifest(MODEL_DIR)
+    preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
+    worst = 0.0
+    frames: dict[str, Any] = {f"{n}.jpg": (IMAGES_DIR / f"{n}.jpg").read_bytes() for n in RIGHT}
+    frames.update(sample_variants())
+    for name, frame in frames.items():
+        now = softmax(model(preprocess(open_image(frame, name) if isinstance(frame, bytes) else frame)))
+        before = softmax(network(legacy_tensor(frame, manifest.preprocess)))
+        assert int(np.argmax(now)) == int(np.argmax(before)), name
+        worst = max(worst, float(np.abs(now - before).max()))
+    assert worst < 0.01  # measured 0.0017
+
+
+def test_a_1080p_jpeg_decoded_at_half_scale_keeps_the_1x_top1(model: Any, network: Any) -> None:
+    manifest = load_manifest(MODEL_DIR)
+    preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
+    worst = 0.0
     for name in RIGHT:
-        _, own_score = best(softmax(model(own(image(name)))), labels)
-        _, torchvision_score = best(softmax(model(torchvision(image(name)))), labels)
+        data = blown_up(IMAGES_DIR / f"{name}.jpg")
+        frame = open_image(data, name)
+        now = softmax(model(preprocess(frame)))
+        assert frame.size == (960, 540), name  # the JPEG was decoded at 1/2 scale
+        before = softmax(network(legacy_tensor(data, manifest.preprocess)))
+        assert int(np.argmax(now)) == int(np.argmax(before)), name
+        worst = max(worst, float(np.abs(now - before).max()))
+    assert worst < 0.05  # measured 0.026
+
+
+def test_imagenet_mean_std_is_less_confident_than_the_models_own_scaling(
+    network: Any, labels: tuple[str, ...]
+) -> None:
+    manifest = load_manifest(MODEL_DIR)
+    own = float_preprocessor(manifest.preprocess)
+    torchvision = float_preprocessor(replace(manifest.preprocess, mean=TORCHVISION_MEAN, std=TORCHVISION_STD))
+    for name in RIGHT:
+        _, own_score = best(softmax(network(own(image(name)))), labels)
+        _, torchvision_score = best(softmax(network(torchvision(image(name)))), labels)
         assert torchvision_score < own_score, name
 
 
 def test_the_replaced_samples_preprocessing_gets_every_image_wrong(
-    model: Any, labels: tuple[str, ...]
+    network: Any, labels: tuple[str, ...]
 ) -> None:
-    answers = {name: best(model(sample_tensor(image(name))), labels) for name in RIGHT}
+    answers = {name: best(network(sample_tensor(image(name))), labels) for name in RIGHT}
     # NHWC bytes read as NCHW: the model sees fine stripes, and answers "window screen" for every image
     for name, (label, raw) in answers.items():
         assert label not in RIGHT[name], (name, label)
@@ -114,9 +173,11 @@ def test_the_replaced_samples_preprocessing_gets_every_image_wrong(
     assert {label for label, _ in answers.values()} == {"window screen"}
 
 
-def test_bgr_and_mean_only_are_wrong_even_with_the_layout_fixed(model: Any, labels: tuple[str, ...]) -> None:
+def test_bgr_and_mean_only_are_wrong_even_with_the_layout_fixed(
+    network: Any, labels: tuple[str, ...]
+) -> None:
     answers = {
-        name: best(softmax(model(sample_tensor(image(name), layout_bug=False))), labels) for name in RIGHT
+        name: best(softmax(network(sample_tensor(image(name), layout_bug=False))), labels) for name in RIGHT
     }
     assert answers["coffee"][0] not in RIGHT["coffee"], answers["coffee"]
     assert answers["rocket"][0] not in RIGHT["rocket"], answers["rocket"]

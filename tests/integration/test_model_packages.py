@@ -30,7 +30,14 @@ def test_each_package_carries_a_valid_manifest_its_digest_and_labels(folder: str
     verify_files(manifest)
     assert manifest.format == fmt
     assert len(load_labels(manifest)) == 1000
-    assert manifest.input.name == "input" and manifest.input.shape == (1, 3, 224, 224)
+    # one input contract for every package: uint8 RGB pixels NHWC, normalised by the model's graph
+    assert manifest.input.name == "input" and manifest.input.shape == (1, 224, 224, 3)
+    assert (manifest.input.dtype, manifest.preprocess.layout, manifest.preprocess.in_model) == (
+        "uint8",
+        "NHWC",
+        True,
+    )
+    assert manifest.version == "2.0.0"
     assert manifest.output_name == "logits"
     assert (MODELS / folder / "labels.txt").read_bytes() == (
         MODELS / "efficientnet-lite0" / "labels.txt"
@@ -51,7 +58,7 @@ def test_each_neo_folder_is_a_shared_object_for_its_target_with_graph_params_and
     assert {"nodes", "arg_nodes", "heads", "attrs", "node_row_ptr"} <= set(graph)
     assert graph["nodes"][graph["arg_nodes"][0]]["name"] == "input"
     meta = json.loads((folder / "compiled.meta").read_text())
-    assert meta["Model"]["Inputs"] == [{"name": "input", "dtype": "float32", "shape": [1, 3, 224, 224]}]
+    assert meta["Model"]["Inputs"] == [{"name": "input", "dtype": "uint8", "shape": [1, 224, 224, 3]}]
     assert [o["name"] for o in meta["Model"]["Outputs"]] == ["logits"]
     assert (
         target in meta["Compilation"]["Target"].replace("-", "_")
@@ -67,4 +74,26 @@ def test_the_int8_package_is_static_qdq_quantized() -> None:
     ops = {node.op_type for node in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert "DynamicQuantizeLinear" not in ops
+    # the prologue is folded into the input's quantization: the transposed uint8 pixels are dequantized
+    # with scale 1/128 and zero point 127, i.e. (x - 127) / 128, with no Cast, Mul, Add or QuantizeLinear
+    (first,) = [node for node in model.graph.node if "input" in node.input]
+    assert (first.op_type, list(first.attribute[0].ints)) == ("Transpose", [0, 3, 1, 2])
+    users = [node for node in model.graph.node if first.output[0] in node.input]
+    assert [node.op_type for node in users] == ["DequantizeLinear"]
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert (float(initializers[users[0].input[1]]), int(initializers[users[0].input[2]])) == (1 / 128, 127)
+
+
+def test_the_fp32_package_is_the_exported_network_behind_the_uint8_prologue() -> None:
+    import onnx
+
+    from modelprep.prologue import has_uint8_prologue, strip_uint8_prologue
+
+    model = onnx.load(str(MODELS / "efficientnet-lite0" / "model.onnx"))
+    assert has_uint8_prologue(model)
+    assert [n.op_type for n in model.graph.node[:4]] == ["Transpose", "Cast", "Mul", "Add"]
+    network = strip_uint8_prologue(model)
+    (value,) = network.graph.input
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    assert (value.type.tensor_type.elem_type, dims) == (onnx.TensorProto.FLOAT, ["batch", 3, 224, 224])
     assert (MODELS / "efficientnet-lite0-int8" / "model.onnx").stat().st_size < 6_000_000

@@ -23,6 +23,10 @@ def folder(tmp_path: Path) -> Path:
         (tmp_path / name).chmod(0o644)
     manifest = json.loads((MODEL_DIR / "manifest.json").read_text())
     manifest["output"]["classes"] = 3
+    # the float contract (the component normalises), which the cases below edit; the bundled packages
+    # take uint8 NHWC pixels instead (in_model)
+    manifest["input"].update(dtype="float32", shape=[1, 3, 224, 224], layout="NCHW")
+    manifest["preprocess"]["in_model"] = False
     write_manifest(tmp_path, manifest)
     return tmp_path
 
@@ -36,7 +40,8 @@ def edit(folder: Path, change: Any) -> None:
 def test_the_bundled_manifest_loads_and_matches_its_model() -> None:
     manifest = load_manifest(MODEL_DIR)
     verify_sha256(manifest)
-    assert manifest.input.shape == (1, 3, 224, 224) and manifest.preprocess.layout == "NCHW"
+    assert manifest.input.shape == (1, 224, 224, 3) and manifest.preprocess.layout == "NHWC"
+    assert manifest.input.dtype == "uint8" and manifest.preprocess.in_model
     assert manifest.preprocess.mean == (127.0, 127.0, 127.0) and manifest.preprocess.std == (
         128.0,
         128.0,

@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import io
+import resource
+import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
 
 from agent_client.errors import FrameError, ManifestError
-from component.preprocess import Preprocessor, decode_image
+from component.preprocess import DRAFT_MARGIN, Preprocessor, decode_image, pending_decode
+from component.sources import open_image as open_frame
 from modelpkg.manifest import PreprocessSpec
 
 SPEC = PreprocessSpec(
@@ -193,3 +199,209 @@ def test_a_spec_that_cannot_feed_the_model_is_refused_when_built(
 ) -> None:
     with pytest.raises(ManifestError, match=message):
         Preprocessor(spec, shape)
+
+
+# --- uint8 for models that normalise in their graph (in_model), crop-box resize, reduced-scale decode ---
+
+UINT8 = replace(SPEC, layout="NHWC", dtype="uint8", in_model=True)
+BUNDLED = replace(UINT8, resize_shorter=256, crop=(224, 224))  # the bundled packages' preprocessing
+BUNDLED_SHAPE = (1, 224, 224, 3)
+
+
+def full_resize_then_crop(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
+    """The straightforward way: resize the whole image, then cut out the centre."""
+    width, height = image.size
+    scale = spec.resize_shorter / min(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = image.convert("RGB").resize(size, Image.Resampling[spec.resample.upper()])
+    crop_h, crop_w = spec.crop
+    left, top = (size[0] - crop_w) // 2, (size[1] - crop_h) // 2
+    return np.asarray(resized.crop((left, top, left + crop_w, top + crop_h)))
+
+
+def smooth_rgb(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A photo-like image: random colours at a coarse grid, interpolated."""
+    coarse = Image.fromarray(random_rgb((max(2, size[0] // 16), max(2, size[1] // 16)), seed))
+    return coarse.resize(size, Image.Resampling.BICUBIC)
+
+
+def test_uint8_in_model_output_is_the_crops_pixels_unnormalised() -> None:
+    pixels = random_rgb((4, 4))
+    tensor = Preprocessor(replace(UINT8, resize_shorter=4), NHWC)(Image.fromarray(pixels))
+    assert tensor.dtype == np.uint8 and tensor.shape == NHWC and tensor.flags.c_contiguous
+    np.testing.assert_array_equal(tensor[0], pixels)
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "expected"),
+    [
+        (replace(UINT8, layout="NCHW"), NCHW, lambda p: p.transpose(2, 0, 1)),
+        (replace(UINT8, color_order="BGR"), NHWC, lambda p: p[..., ::-1]),
+        (replace(UINT8, dtype="float32"), NHWC, lambda p: p.astype(np.float32)),  # float, 0..255
+    ],
+    ids=["nchw", "bgr", "float32-in-model"],
+)
+def test_in_model_layout_colour_order_and_dtype_follow_the_manifest(
+    spec: PreprocessSpec, shape: tuple[int, ...], expected: Any
+) -> None:
+    pixels = random_rgb((4, 4), seed=3)
+    tensor = Preprocessor(replace(spec, resize_shorter=4), shape)(Image.fromarray(pixels))
+    assert tensor.dtype == np.dtype(spec.dtype) and tensor.flags.c_contiguous
+    np.testing.assert_array_equal(tensor[0], expected(pixels))
+
+
+def test_the_float_path_is_the_uint8_path_normalised() -> None:
+    image = Image.fromarray(random_rgb((37, 23), seed=4))
+    floats = Preprocessor(replace(SPEC, layout="NHWC"), NHWC)(image)
+    pixels = Preprocessor(UINT8, NHWC)(image)
+    np.testing.assert_array_equal(floats, (pixels.astype(np.float32) - 127) / 128)
+
+
+@pytest.mark.parametrize(
+    "size", [(451, 300), (300, 451), (1000, 257), (257, 1000), (1920, 1080), (225, 400), (3, 2000)]
+)
+def test_resizing_the_crops_box_equals_resizing_the_whole_image_then_cropping(size: tuple[int, int]) -> None:
+    image = Image.fromarray(random_rgb(size, seed=5))
+    mine = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)[0].astype(np.int16)
+    theirs = full_resize_then_crop(image, BUNDLED).astype(np.int16)
+    # float rounding of the filter positions only (measured: up to a quarter of the values, by one level)
+    assert np.abs(mine - theirs).max() <= 1 and np.abs(mine - theirs).mean() < 0.3
+
+
+def test_bicubic_crop_box_matches_the_whole_image_resize_on_a_smooth_image() -> None:
+    spec = replace(BUNDLED, resample="bicubic")
+    image = smooth_rgb((300, 451))
+    mine = Preprocessor(spec, BUNDLED_SHAPE)(image)[0].astype(np.int16)
+    # bicubic overshoots are clamped to 0..255 between the two passes: two levels on a smooth image
+    assert np.abs(mine - full_resize_then_crop(image, spec)).max() <= 2
+
+
+def test_an_image_at_the_resized_size_is_only_cropped() -> None:
+    pixels = random_rgb((256, 300), seed=6)
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(Image.fromarray(pixels))
+    np.testing.assert_array_equal(tensor[0], pixels[38:262, 16:240])
+
+
+@pytest.mark.parametrize("size", [(1, 20000), (20000, 1)])
+def test_a_1_pixel_wide_image_is_processed_with_bounded_memory(size: tuple[int, int]) -> None:
+    """Resizing the whole 1x20000 image to a shorter side of 256 would make 256x5120000 pixels (3.9 GB);
+    only the crop's box is resized, to 224x224."""
+    ramp = np.linspace(0, 255, max(size)).astype(np.uint8)
+    grey = ramp.reshape(size[1], size[0])
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(Image.fromarray(np.stack([grey] * 3, axis=-1)))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert tensor.shape == BUNDLED_SHAPE and grown_mb < 50
+    # the crop's box is the middle 0.875 pixel of the ramp (224 of the 5120000 resized pixels)
+    middle = ramp[len(ramp) // 2 - 1 : len(ramp) // 2 + 1].astype(np.int16)
+    assert middle.min() - 1 <= tensor.min() and tensor.max() <= middle.max() + 1
+
+
+def test_grey_images_are_resized_as_grey_with_the_same_values() -> None:
+    grey = Image.fromarray(random_rgb((300, 200), seed=7)[..., 0])
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(grey)
+    np.testing.assert_array_equal(tensor, Preprocessor(BUNDLED, BUNDLED_SHAPE)(grey.convert("RGB")))
+
+
+def open_image(data: bytes, max_pixels: int = 40_000_000) -> Image.Image:
+    """Opened, not decoded: what a frame source hands over."""
+    return open_frame(data, "frame", max_pixels)
+
+
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each decoder Pillow creates to read pixels (one per tile; a JPEG has one)."""
+    decoders: list[str] = []
+    original = Image._getdecoder
+
+    def counting(mode: str, decoder_name: str, *args: Any, **kwargs: Any) -> Any:
+        decoders.append(decoder_name)
+        return original(mode, decoder_name, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "_getdecoder", counting)
+    return decoders
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_not_yet_loaded_image_is_decoded_exactly_once(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.BytesIO()
+    smooth_rgb((640, 480)).save(buffer, fmt)
+    image = open_image(buffer.getvalue())
+    decoders = count_decodes(monkeypatch)
+    assert pending_decode(image) and decoders == []
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+    assert tensor.shape == BUNDLED_SHAPE and len(decoders) == 1 and not pending_decode(image)
+    loaded = decode_image(buffer.getvalue())
+    np.testing.assert_array_equal(tensor, Preprocessor(BUNDLED, BUNDLED_SHAPE)(loaded))
+
+
+def test_a_loaded_image_is_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    image = decode_image(jpeg(smooth_rgb((640, 480))))
+    decoders = count_decodes(monkeypatch)
+    Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+    assert decoders == [] and image.size == (640, 480)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_nearly_the_same_pixels() -> None:
+    data = jpeg(smooth_rgb((1920, 1080), seed=8), quality=92)
+    image = open_image(data)
+    drafted = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)[0].astype(np.int16)
+    # 1080 / 256 = 4.2: half scale still leaves twice the resized size (DRAFT_MARGIN), a quarter would not
+    assert DRAFT_MARGIN == 2 and image.size == (960, 540)
+    full = Preprocessor(BUNDLED, BUNDLED_SHAPE)(decode_image(data))[0].astype(np.int16)
+    assert np.abs(drafted - full).max() <= 12 and np.abs(drafted - full).mean() < 1.0
+
+
+@pytest.mark.parametrize(("size", "decoded"), [((800, 600), (800, 600)), ((4000, 3000), (1000, 750))])
+def test_only_a_jpeg_at_least_twice_the_margin_is_decoded_smaller(
+    size: tuple[int, int], decoded: tuple[int, int]
+) -> None:
+    image = open_image(jpeg(solid((90, 120, 150), size)))
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+    assert image.size == decoded
+    assert np.abs(tensor[0].astype(np.int16) - [90, 120, 150]).max() <= 2
+
+
+def test_a_rotated_large_jpeg_is_drafted_and_turned_upright() -> None:
+    upright = Image.new("RGB", (1080, 1920), (0, 0, 0))
+    upright.paste((255, 255, 255), (0, 0, 1080, 960))  # top half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter: the viewer rotates it 90 degrees clockwise
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    image = open_image(jpeg(stored, exif=exif, quality=95))
+    assert image.size == (1920, 1080)
+    tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+    assert image.size == (960, 540)  # decoded at half scale, then turned
+    column = tensor[0, :, 112, 0].astype(np.int16)
+    assert column[:100].min() > 240 and column[-100:].max() < 15  # white above, black below
+    reference = full_resize_then_crop(
+        ImageOps.exif_transpose(decode_image(jpeg(stored, exif=exif, quality=95))), BUNDLED
+    )
+    assert np.abs(tensor[0].astype(np.int16) - reference).mean() < 1.0
+
+
+def test_a_truncated_not_yet_loaded_jpeg_fails_with_frame_error_when_preprocessed() -> None:
+    data = jpeg(Image.effect_noise((640, 480), 50).convert("RGB"), quality=90)
+    image = open_image(data[: len(data) // 2])  # the header is whole: opening works
+    with pytest.raises(FrameError, match=r"cannot be decoded.*truncated"):
+        Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_corruption_of_an_image_file_gives_a_tensor_or_frame_error(data: st.DataObject) -> None:
+    fmt = data.draw(st.sampled_from(["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"]))
+    buffer = io.BytesIO()
+    smooth_rgb((96, 64), seed=9).save(buffer, fmt)
+    raw = bytearray(buffer.getvalue())
+    for _ in range(data.draw(st.integers(1, 8))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    raw = raw[: data.draw(st.integers(1, len(raw)))]
+    with warnings.catch_warnings():
+        # Pillow warns about corrupt metadata it reads past (e.g. TIFF EXIF); only errors matter here
+        warnings.simplefilter("ignore")
+        try:
+            image = open_image(bytes(raw), max_pixels=4096 * 4096)  # the source's pixel-count check
+            tensor = Preprocessor(BUNDLED, BUNDLED_SHAPE)(image)
+        except FrameError:
+            return
+    assert tensor.shape == BUNDLED_SHAPE and tensor.dtype == np.uint8
