@@ -185,15 +185,16 @@ def classic_platform_matches(platform: Mapping[str, Any], device: Mapping[str, s
     return all(classic_value_matches(str(v), lowered.get(str(k).lower())) for k, v in platform.items())
 
 
-def _strings(node: Any, where: str) -> Iterator[tuple[str, str]]:
+def strings_in(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(where, text) of every string in a JSON document, ``where`` extended as ``a.b[2]``."""
     if isinstance(node, str):
         yield where, node
     elif isinstance(node, Mapping):
         for key, value in node.items():
-            yield from _strings(value, f"{where}.{key}")
+            yield from strings_in(value, f"{where}.{key}")
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            yield from _strings(item, f"{where}[{index}]")
+            yield from strings_in(item, f"{where}[{index}]")
 
 
 def _scripts(lifecycle: Mapping[str, Any], where: str) -> Iterator[tuple[str, str]]:
@@ -204,9 +205,9 @@ def _scripts(lifecycle: Mapping[str, Any], where: str) -> Iterator[tuple[str, st
         if isinstance(body, Mapping):
             for key, value in body.items():
                 if str(key).lower() != "setenv":
-                    yield from _strings(value, f"{where}.{step}.{key}")
+                    yield from strings_in(value, f"{where}.{step}.{key}")
         else:
-            yield from _strings(body, f"{where}.{step}")
+            yield from strings_in(body, f"{where}.{step}")
 
 
 def _lite_variables(text: str, here: str, in_script: bool) -> Iterator[tuple[str, str, str]]:
@@ -335,7 +336,7 @@ def _classic(recipe: Mapping[str, Any], size: int) -> Iterator[tuple[str, str, s
                 "has both run and startup; only one is allowed",
                 index,
             )
-        for here, text in _strings(lifecycle, f"{where}.Lifecycle"):
+        for here, text in strings_in(lifecycle, f"{where}.Lifecycle"):
             for variable in variables_in(text):
                 if variable.component is None:
                     continue
@@ -355,7 +356,7 @@ def _both(recipe: Mapping[str, Any]) -> Iterator[tuple[str, str, str, int | None
     ]
     places += [(f"Manifests[{i}].Lifecycle", _ci(m, "Lifecycle"), i) for i, m in enumerate(manifests(recipe))]
     for where, node, index in places:
-        for here, text in _strings(node if isinstance(node, Mapping) else {}, where):
+        for here, text in strings_in(node if isinstance(node, Mapping) else {}, where):
             for root in FIXED_ROOTS:
                 if root in text:
                     yield (

@@ -69,11 +69,14 @@ def image_sets() -> dict[str, dict[str, Any]]:
 def runner(folder: Path) -> Callable[[np.ndarray], np.ndarray] | None:
     manifest = load_manifest(folder)
     if manifest.format == "neo":
-        from agent.backends import dlr_backend
+        from agent.backends import RuntimeSettings, dlr_backend
+        from agent.package import read_package
         from agent_client.errors import BackendError
+        from agent_client.sockets import default_trusted_uids
 
         try:
-            session = dlr_backend.BACKEND.load(folder, 2)
+            package = read_package(folder.parent, folder.resolve(), default_trusted_uids())
+            session = dlr_backend.BACKEND.load(package, RuntimeSettings(threads=2))
         except BackendError as exc:  # DLR missing, or compiled for another CPU: the row is left out
             logger.warning("%s left out: %s", folder.name, exc)
             return None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_client.errors import RecipeError
-from ggrules.cores import LITE_LIFECYCLE_KEYS
+from ggrules.cores import LITE_LIFECYCLE_KEYS, strings_in
 from ggrules.semver import SEMVER, Version, VersionRange
 from ggrules.variables import CROSS_NAMESPACES, NAMESPACES, Variable, pointer_parts, variables_in
 
@@ -92,17 +92,6 @@ def _zip_folders(recipe: Recipe) -> set[str]:
     return {file.removesuffix(".zip") for file in files if file}
 
 
-def _strings(node: Any, where: str) -> Iterator[tuple[str, str]]:
-    if isinstance(node, str):
-        yield where, node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _strings(value, f"{where}.{key}")
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            yield from _strings(item, f"{where}[{i}]")
-
-
 def _has_pointer(config: Any, pointer: str) -> bool:
     try:
         parts = pointer_parts(pointer)
@@ -161,7 +150,7 @@ class _Checker:
         if not isinstance(version, str) or not SEMVER.match(version) or len(version) > 64:
             yield f"ComponentVersion: {version!r} is not a semantic version of 64 characters at most"
             return
-        for where, text in _strings(recipe, "recipe"):
+        for where, text in strings_in(recipe, "recipe"):
             if found := PLACEHOLDER.search(text):
                 yield f"{where.removeprefix('recipe.')}: unfilled placeholder {found[0]}"
         yield from self.configuration(recipe)
@@ -271,7 +260,7 @@ class _Checker:
             timeout = body.get("Timeout", 1)
             if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
                 yield f"{where}.{step}.Timeout: must be a positive number of seconds"
-        for here, text in _strings(lifecycle, where):
+        for here, text in strings_in(lifecycle, where):
             yield from self.variables(recipe, here, text)
 
     def variables(self, recipe: Recipe, where: str, text: str) -> Iterator[str]:

@@ -19,6 +19,9 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+VERSION = json.loads((ROOT / "gdk-config.json").read_text())["component"][
+    "edgeclassifier.ImageClassification"
+]["version"]
 MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
 IMAGES_DIR = ROOT / "artifacts" / "images"
 REAL_ARTIFACTS = (MODEL_DIR / "model.onnx").is_file() and (IMAGES_DIR / "SOURCES.md").is_file()
@@ -62,14 +65,14 @@ def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        f"wrote {tmp_path / 'out' / 'recipes' / name}-1.0.0.json" for name in COMPONENTS
+        f"wrote {tmp_path / 'out' / 'recipes' / name}-{VERSION}.json" for name in COMPONENTS
     ]
     return tmp_path / "out"
 
 
 def unpack(out: Path, component: str, tmp_path: Path, file: str = "") -> Path:
     """The zip unpacked as the nucleus does: into a folder named after it."""
-    zip_path = out / "artifacts" / component / "1.0.0" / (file or f"{component}.zip")
+    zip_path = out / "artifacts" / component / VERSION / (file or f"{component}.zip")
     folder = tmp_path / "artifacts-unarchived" / component / zip_path.stem
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(folder)
@@ -88,11 +91,11 @@ def run_from(folder: Path, tmp_path: Path, *args: str) -> subprocess.CompletedPr
 
 def test_the_project_builds_four_valid_recipes_with_their_zips(out: Path) -> None:
     for name in COMPONENTS:
-        recipe = json.loads((out / "recipes" / f"{name}-1.0.0.json").read_text())
+        recipe = json.loads((out / "recipes" / f"{name}-{VERSION}.json").read_text())
         assert recipe["ComponentName"] == name
         # The model ships a Neo zip per platform beside its ONNX zip.
         expected = 3 if name == "edgeclassifier.Model.EfficientNetLite0" else 1
-        assert len(list((out / "artifacts" / name / "1.0.0").iterdir())) == expected
+        assert len(list((out / "artifacts" / name / VERSION).iterdir())) == expected
 
 
 def test_the_agent_zip_runs_the_agent_on_its_own(out: Path, tmp_path: Path) -> None:
@@ -121,5 +124,7 @@ def test_the_model_zip_unpacks_to_packages_that_pass_their_manifests(out: Path, 
     folder = unpack(out, "edgeclassifier.Model.EfficientNetLite0", tmp_path)
     for package in ("efficientnet-lite0", "efficientnet-lite0-int8"):
         verify_files(load_manifest(folder / package))  # every file's digest, as the agent checks it
-    recipe = json.loads((out / "recipes" / "edgeclassifier.Model.EfficientNetLite0-1.0.0.json").read_text())
+    recipe = json.loads(
+        (out / "recipes" / f"edgeclassifier.Model.EfficientNetLite0-{VERSION}.json").read_text()
+    )
     assert f"--zip {folder.name}.zip=" in recipe["Manifests"][0]["Lifecycle"]["install"]["Script"]
