@@ -106,3 +106,17 @@ def test_the_component_with_batch_size_four_publishes_what_it_publishes_frame_by
     for a, b in zip(one_by_one, in_batches, strict=True):
         assert a["source"] == b["source"]
         assert [p["Label"] for p in a["inference-results"]] == [p["Label"] for p in b["inference-results"]]
+
+
+def test_a_batch_larger_than_a_request_may_carry_goes_in_several_calls_and_every_frame_is_classified(
+    bundled_agent: AgentClient,
+) -> None:
+    """Measured before: BatchSize 56-64 of 602 kB float frames never fit the agent's 32 MiB message limit and
+    nothing was classified. A call carries at most max_request_bytes of tensor; the rest go in more calls."""
+    frame_bytes = sample_batch(MODEL_DIR)[:1].nbytes
+    model = RemoteModel(bundled_agent, load_manifest(MODEL_DIR), "lite0", max_request_bytes=2 * frame_bytes)
+    model.ensure_loaded()
+    batch = np.concatenate([sample_batch(MODEL_DIR)] * 13)  # 65 frames
+    scores = model.predict(batch)
+    assert scores.shape == (65, 1000) and model.calls == 33  # 32 calls of 2 frames, 1 of 1
+    assert (scores.argmax(axis=1) == np.tile(scores[:5].argmax(axis=1), 13)).all()

@@ -562,6 +562,24 @@ def test_a_refused_update_still_reports_its_misspelt_keys(socket_path: Path, tmp
     assert "unknown configuration key(s) Topk ignored" in comp.log
 
 
+def test_a_live_source_that_gives_no_frame_never_replaces_the_working_one(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    """Before: a new Source was not opened before the old one was closed, so a misspelt RTSP URL replaced a
+    working camera. Now the new source must give a frame first; until then the old one goes on."""
+    iot = RecordingIot()
+    with classifying(socket_path, tmp_path, iot, InferenceInterval="0.2", StatusInterval="0.5") as (
+        comp,
+        ipc,
+    ):
+        ipc.config.merge("edgeclassifier.ImageClassification", {"Source": "rtsp://127.0.0.1:9/no-camera"})
+        wait_until(lambda: "the working source stays" in comp.log, 30, comp.log)
+        before = len(iot.results())
+        wait_until(lambda: len(iot.results()) >= before + 3, 30, comp.log)
+    assert all(Path(r["source"]).suffix == ".jpg" for r in iot.results())
+    assert "REFUSED" in iot.configuration_states()
+
+
 def refused_with_ignored(iot: RecordingIot) -> list[dict[str, Any]]:
     return [
         p["configuration"]

@@ -248,3 +248,53 @@ def test_a_missing_camera_is_retried_named_in_the_log_and_never_reported_errored
     assert states == []  # an outage outside the component is not the component's failure
     assert app.state == "WAITING_FOR_SOURCE" and app.loop.counters.frames == 0
     assert f"cannot open {camera} (no such device: is the camera plugged in?" in caplog.text
+
+
+def test_credentials_in_a_camera_url_reach_no_result_status_or_log(
+    rtsp: RtspPublisher,
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before: rtsp://user:pass@cam/... went into every result, every status message and the logs."""
+    secret_url = rtsp.url.replace("rtsp://", "rtsp://admin:s3cret@")
+    with caplog.at_level("DEBUG"):
+        run_inference(socket_path, stop_after=120.0, source=secret_url, max_frames=3)
+    out = capsys.readouterr()
+    results = stdout_payloads(out.out)
+    assert len(results) == 3 and all(r["source"].startswith("rtsp://***@127.0.0.1") for r in results)
+    everything = out.out + out.err + caplog.text
+    assert "s3cret" not in everything and "admin" not in everything
+
+
+def test_a_video_that_opens_but_gives_no_frame_is_retried_with_backoff_not_spun(
+    clip: Path, tmp_path: Path
+) -> None:
+    """Before: 11,800 reopens and log lines in 3 s. The header is there (moov first), the frames are not."""
+    whole = tmp_path / "whole.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            str(clip),
+            "-c",
+            "copy",
+            "-movflags",
+            "+faststart",
+            str(whole),
+        ],
+        check=True,
+        timeout=60,
+    )
+    empty = tmp_path / "empty.mp4"
+    data = whole.read_bytes()
+    empty.write_bytes(data[: data.index(b"mdat") + 4])  # everything up to the frames' box
+    source = VideoSource(str(empty), live=False, loop=True)
+    try:
+        assert frames_until(source, 1, timeout=3.0) == []
+        counts = source.counts()
+    finally:
+        source.close()
+    assert 1 <= counts["source_empty_opens"] <= 5, counts
