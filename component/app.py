@@ -45,7 +45,7 @@ from .reconfigure import ConfigurationStatus, Reconfigurer
 from .sampling import CaptureSampler
 from .sources import FrameSource, open_source
 from .status import StatusReporter, default_status_topic
-from .swap import ActiveModel, prepare_model
+from .swap import ActiveModel, prepare_model, retire
 from .video import VideoSource
 
 logger = logging.getLogger(__name__)
@@ -313,6 +313,15 @@ class InferenceApp:
         if hasattr(self, "outbox"):
             self.outbox.spill()
 
+    def _release_model(self) -> None:
+        """Unloads the model under a name the component chose (never one a user set: ModelName), so that an
+        agent that outlives the component keeps nothing it no longer serves. Measured on nucleus lite: a
+        model component upgrade left the agent holding both names, 162 MB instead of 112."""
+        assert self.client is not None
+        active = getattr(self, "active", None)
+        if active is not None and active.model.owned:
+            retire(self.client, active)
+
     def close(self) -> None:
         """Tears down in reverse order: captures drained, results sent or kept, a last status, connections."""
         if self.sampler is not None:
@@ -327,6 +336,7 @@ class InferenceApp:
         if hasattr(self, "source"):
             self.source.close()
         if self.client is not None:
+            self._release_model()
             self.client.close()
         if hasattr(self, "outbox"):
             self.outbox.publisher.close()
