@@ -4,8 +4,11 @@
 (``classic``, the Java nucleus, by default, or ``lite``); published IoT Core messages go to stdout as JSON
 lines when no ``--mqtt`` broker is given; logs go to stderr and ``<root>/logs/greengrass.log``.
 ``deployment`` is a further deployment into the running stand-in (a new version of a component replaces
-the running one, and what depends HARD on it restarts). ``config`` is a configuration deployment: on the
-Java nucleus a component may reject it (the message is printed, exit 2). ``status`` shows each component's
+the running one, and what depends HARD on it restarts). ``config`` is a local configuration deployment
+(greengrass-cli ``--update-config``; ggl-cli / IPC CreateLocalDeployment): on the Java nucleus a component may
+reject it (the message is printed, exit 2); both cores apply it live, the component restarting only when the
+Java nucleus rendered a changed lifecycle step from it. ``config --cloud`` carries it out as a deployment from
+the cloud would: nucleus lite restarts the components it changes. ``status`` shows each component's
 state, errors within the last hour and restarts, and the broker connection and outbox depth (``--json``:
 the components; ``--json --full``: everything).
 Exit codes: 0 ok, 2 deployment/usage error, 3 the running stand-in could not be reached.
@@ -89,11 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--full", action="store_true", help="with --json: nucleus, components, iot, deployments"
     )
 
-    config = commands.add_parser("config", help="change a component's configuration at run time")
+    config = commands.add_parser(
+        "config",
+        help="change a component's configuration at run time (a local configuration deployment, live)",
+    )
     config.add_argument("--root", type=Path, default=Path(DEFAULT_ROOT))
     config.add_argument("--component", required=True)
     config.add_argument("--merge", metavar="JSON", help="object to merge into the configuration")
     config.add_argument("--reset", action="append", default=[], metavar="/path", help="JSON pointer to reset")
+    config.add_argument(
+        "--cloud",
+        action="store_true",
+        help="as a deployment from the cloud (IoT jobs): lite restarts the components it changes; classic is"
+        " the same as local",
+    )
 
     further = commands.add_parser(
         "deployment",
@@ -182,7 +194,13 @@ def _config(args: argparse.Namespace) -> int:
     except ValueError as exc:
         logger.error("--merge is not valid JSON: %s", exc)
         return 2
-    request = {"cmd": "config", "component": args.component, "merge": merge, "reset": args.reset}
+    request = {
+        "cmd": "config",
+        "component": args.component,
+        "merge": merge,
+        "reset": args.reset,
+        "cloud": args.cloud,
+    }
     try:
         waits = float(read_state_file(args.root).get("validation_timeout_s", DEFAULT_TIMEOUT_S))
     except ValueError:

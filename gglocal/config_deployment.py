@@ -4,11 +4,14 @@ Java nucleus: the proposed configuration (RESET to defaults, then MERGE) is firs
 subscribed to validation, and a rejection or a missing report fails the deployment with the old
 configuration kept (``gglocal.validation``). Then it is applied (one event per changed key) and the
 lifecycle rendered again: a changed Install reinstalls the component, any other changed step or Setenv
-restarts it (Shutdown excepted), a BROKEN one is reinstalled (GenericExternalService's config watcher).
+restarts it (Shutdown excepted), a BROKEN one is reinstalled (GenericExternalService's config watcher). A
+cloud deployment is carried out the same way.
 
-Nucleus lite: no validation; RESET deletes the keys without an event, MERGE sends one per changed key, and
-the component is restarted. Lite restarts components on configuration deployments in some cases and not in
-others; the stand-in takes the strict case, every time, so that a component is tested against it.
+Nucleus lite: no validation; RESET deletes the keys without an event, MERGE is written one key at a time with
+an event after each. A local deployment (ggl-cli, IPC CreateLocalDeployment) stops there: the running
+component gets the events and nothing restarts (measured), a BROKEN one stays BROKEN. A cloud deployment
+(``cloud=True``: IoT jobs) may stop and restart the component instead; the stand-in takes that strict case
+every time, so that a component is tested against it (``NucleusProfile.cloud_config_restarts``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def apply_update(
         deletes = nucleus.reset_deletes
         changed += config.reset(name, update.reset, restore_defaults=not deletes, notify=not deletes)
     if update.merge:
-        changed += config.merge(name, update.merge)
+        changed += config.merge(name, update.merge, key_by_key=nucleus.merges_key_by_key)
     return changed
 
 
@@ -77,20 +80,27 @@ class ConfigDeployer:
             logger.info("deployment %s: validating the configuration of %s", deployment_id, sorted(proposals))
             self._validation.validate(deployment_id, proposals, self.timeout_s)
 
-    def deploy(self, name: str, update: ConfigUpdate, deployment_id: str) -> list[str]:
-        """Validate, apply, restart as the core would; the changed keys as JSON pointers."""
+    def deploy(
+        self, name: str, update: ConfigUpdate, deployment_id: str, *, cloud: bool = False
+    ) -> list[str]:
+        """Validate, apply, restart as the core would for a local (or, ``cloud``, a cloud) deployment; the
+        changed keys as JSON pointers."""
         self.validate(deployment_id, {name: update})
         changed = apply_update(self._config, self._nucleus, name, update)
         if changed and name in self._components:
-            self._restart(name)
+            self._restart(name, cloud=cloud)
         return ["/" + "/".join(path) for path in changed]
 
-    def _restart(self, name: str) -> None:
+    def _restart(self, name: str, *, cloud: bool) -> None:
+        nucleus = self._nucleus
         runner = self._components.runner(name)
-        if self._nucleus.config_deployment_restarts:
+        if nucleus.cloud_config_restarts if cloud else nucleus.local_config_restarts:
             logger.info("%s: configuration deployed; restarting it (as nucleus lite may)", name)
             runner.reset_limits()
             self._components.restart(name)
+            return
+        if nucleus.lite_scripts:  # lite renders the scripts at each start: nothing to compare now
+            logger.info("%s: configuration deployed live, no restart (as nucleus lite does)", name)
             return
         steps = self._components.rerender(name) - {"Shutdown"}
         if not steps:

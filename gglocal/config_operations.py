@@ -6,7 +6,8 @@ too (both cores). UpdateConfiguration changes only the caller's configuration, n
 object ``valueToMerge``, and never ``accessControl``: a key path starting with it, or a root merge holding it,
 is InvalidArgumentsError (ConfigStoreIPCEventStreamAgent, lite's update_configuration.c; both compare the
 key as written, the stand-in any case). An update older than what is stored fails on the Java nucleus
-(FailedUpdateConditionCheckError) and leaves the newer keys alone on lite.
+(FailedUpdateConditionCheckError) and leaves the newer keys alone on lite, which writes the rest one key
+at a time (``NucleusProfile.merges_key_by_key``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,13 @@ class ConfigurationOperations:
                 )
             self._config.merge(stream.component, value, path)
         else:
-            self._config.merge(stream.component, value, path, timestamp=float(timestamp))
+            self._config.merge(
+                stream.component,
+                value,
+                path,
+                timestamp=float(timestamp),
+                key_by_key=self._nucleus.merges_key_by_key,
+            )
         return {}
 
     def subscribe_to_configuration_update(self, stream: Stream, request: dict[str, Any]) -> dict[str, Any]:

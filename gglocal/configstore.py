@@ -6,7 +6,8 @@ whose key path overlaps a changed path is called with ``(component, changed_key_
 changed key, as both cores send them.
 
 RESET restores the default (the Java nucleus) or, with ``restore_defaults=False``, deletes the key (nucleus
-lite, which also sends no event: ``notify=False``). A MERGE with a ``timestamp`` leaves alone every key
+lite, which also sends no event: ``notify=False``). ``key_by_key`` writes a MERGE one leaf at a time, a reader
+between its events seeing part of it (lite). A MERGE with a ``timestamp`` leaves alone every key
 changed after it (lite's ggconfigd); ``preview`` computes an update's result without applying it (what a
 deployment proposes to validators).
 """
@@ -18,7 +19,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ggrules.variables import pointer_parts
@@ -80,6 +81,15 @@ def _fresh(
         elif modified.get(path, 0.0) <= timestamp:
             kept[key] = value
     return kept
+
+
+def _leaves(value: Mapping[str, Any], prefix: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    """Each leaf of an update (a value that is not a non-empty object) with its key path."""
+    for key, item in value.items():
+        if isinstance(item, Mapping) and item:
+            yield from _leaves(item, (*prefix, key))
+        else:
+            yield (*prefix, key), item
 
 
 def _reset(
@@ -169,14 +179,24 @@ class ConfigStore:
         path: Sequence[str] = (),
         *,
         timestamp: float | None = None,
+        key_by_key: bool = False,
     ) -> list[KeyPath]:
         """Deep-merge ``value`` into the object at ``path`` (keys changed after ``timestamp`` kept as they
-        are); returns the changed key paths."""
+        are); returns the changed key paths. ``key_by_key`` writes one leaf at a time, in the update's
+        order, each write's events sent before the next is made (lite's ggconfigd)."""
         with self._lock:
             if timestamp is not None:
                 modified = self._modified.get(component, {})
                 value = _fresh(value, tuple(path), modified, timestamp)
-            return self._replace(component, _merged(self._configs.get(component, {}), value, path))
+            if not key_by_key:
+                return self._replace(component, _merged(self._configs.get(component, {}), value, path))
+        changed: list[KeyPath] = []
+        for leaf, item in _leaves(value, tuple(path)):
+            with self._lock:
+                current = self._configs.get(component, {})
+                merged = _merged(current, {leaf[-1]: item}, leaf[:-1])
+            changed += self._replace(component, merged)
+        return changed
 
     def reset(
         self, component: str, pointers: Sequence[str], *, restore_defaults: bool = True, notify: bool = True

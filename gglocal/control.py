@@ -1,6 +1,7 @@
 """Control socket of a running stand-in: one JSON request line in, one JSON response line out.
 
-Requests: ``{"cmd": "status"}``, ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"]}``,
+Requests (``gglocal.control_commands`` lists them all): ``{"cmd": "status"}``, ``{"cmd": "config",
+"component": N, "merge": {...}, "reset": ["/p"], "cloud": false}``, ``{"cmd": "deploy", ...}``,
 ``{"cmd": "stop"}``. Responses: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The socket path
 (and the IPC socket path) are written to ``<root>/gglocal.json`` so the CLI finds them from ``--root``.
 """

@@ -3,7 +3,8 @@
 * ``{"cmd": "status"}`` -> ``{"nucleus": "lite"|"classic", "components": {name: {version, state, errors,
   errors_total, restarts}}, "iot": {broker, connected, outbox, outbox_limit, dropped, delivered},
   "deployments": [{id, kind, status, message}]}`` (``errors``: within the last hour).
-* ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"]}`` -> a configuration deployment:
+* ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"], "cloud": false}`` -> a configuration
+  deployment, local or (``cloud`` true) as from the cloud (``Core.update_config``):
   ``{"changed": ["/p", ...], "deployment": {"id", "status": "SUCCEEDED"|"FAILED", "message"}}``. A
   deployment a component rejected is answered (``ok`` true) with status FAILED and the nucleus's message;
   an unknown component is an error (``ok`` false).
@@ -39,10 +40,13 @@ class ControlCommands:
     def config(self, request: dict[str, Any]) -> dict[str, Any]:
         merge = request.get("merge") or {}
         reset = request.get("reset") or []
+        cloud = request.get("cloud", False)
         if not isinstance(merge, dict) or not isinstance(reset, list):
             raise ValueError("merge must be an object and reset a list of JSON pointers")
+        if not isinstance(cloud, bool):
+            raise ValueError("cloud must be true or false")
         try:
-            changed = self._core.update_config(str(request.get("component")), merge, reset)
+            changed = self._core.update_config(str(request.get("component")), merge, reset, cloud=cloud)
         except ConfigurationValidationError:
             changed = []
         return {"changed": changed, "deployment": self._core.deployments[-1]}

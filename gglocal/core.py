@@ -3,7 +3,8 @@
     with Core(tmp_path / "gg", mqtt="127.0.0.1:1883", nucleus="lite") as core:
         core.deploy(Path("greengrass-build"))
         core.wait_for_state("com.example.Hello", {ComponentState.RUNNING}, timeout=30)
-        core.update_config("com.example.Hello", {"Interval": "5"})
+        core.update_config("com.example.Hello", {"Interval": "5"})  # a local deployment
+        core.update_config("com.example.Hello", {"Interval": "6"}, cloud=True)  # as from IoT jobs
 
 ``nucleus`` picks the core to behave as ("classic", the Java nucleus, by default; or "lite"): see
 :mod:`gglocal.nucleus`. Device layout under ``root``: ``packages/artifacts[-unarchived]/<name>/<version>``,
@@ -340,21 +341,29 @@ class Core:
         return [p.name for p in plan]
 
     def update_config(
-        self, name: str, merge: Mapping[str, Any] | None = None, reset: Sequence[str] = ()
+        self,
+        name: str,
+        merge: Mapping[str, Any] | None = None,
+        reset: Sequence[str] = (),
+        *,
+        cloud: bool = False,
     ) -> list[str]:
-        """A configuration-only deployment (RESET then MERGE) as the profile's core carries it out; returns
-        the changed keys as JSON pointers. On the Java nucleus a component that rejects it (or does not
-        report in time) fails it with ConfigurationValidationError and keeps its configuration."""
+        """A configuration-only deployment (RESET then MERGE) as the profile's core carries out a local one
+        (or, ``cloud``, one from the cloud: lite restarts the component); returns the changed keys as JSON
+        pointers. On the Java nucleus a component that rejects it (or does not report in time) fails it with
+        ConfigurationValidationError and keeps its configuration."""
         if not self.config.has(name):
             raise KeyError(f"component {name} has no configuration; deployed: {self.config.components()}")
         _, deployer = self._parts()
         deployment_id = new_deployment_id()
+        kind = f"{'cloud ' if cloud else ''}config {name}"
+        update = ConfigUpdate(dict(merge or {}), tuple(reset))
         try:
-            changed = deployer.deploy(name, ConfigUpdate(dict(merge or {}), tuple(reset)), deployment_id)
+            changed = deployer.deploy(name, update, deployment_id, cloud=cloud)
         except DeploymentError as exc:
-            self._record(deployment_id, f"config {name}", "FAILED", str(exc))
+            self._record(deployment_id, kind, "FAILED", str(exc))
             raise
-        self._record(deployment_id, f"config {name}", "SUCCEEDED", "")
+        self._record(deployment_id, kind, "SUCCEEDED", "")
         return changed
 
     def _record(self, deployment_id: str, kind: str, status: str, message: str) -> None:

@@ -66,9 +66,21 @@ class NucleusProfile:
     """SubscribeToValidateConfigurationUpdates and SendConfigurationValidityReport are served, and a
     configuration deployment waits for the components' reports (Java
     DynamicComponentConfigurationValidator)."""
-    config_deployment_restarts: bool
-    """A configuration-only deployment restarts each component it changes (lite may; emulated strictly). The
-    Java nucleus restarts only a component whose rendered lifecycle changed (GenericExternalService)."""
+    local_config_restarts: bool
+    """A local configuration-only deployment (greengrass-cli, ggl-cli, IPC CreateLocalDeployment with
+    ``componentToConfiguration``) restarts each component it changes. Neither core does: lite applies it live
+    (measured: one SubscribeToConfigurationUpdate event per changed key, none for a RESET, no restart; its
+    scripts read the configuration at the next start); the Java nucleus restarts only a component whose
+    rendered lifecycle changed (GenericExternalService)."""
+    cloud_config_restarts: bool
+    """A cloud deployment (IoT jobs) of a changed configuration restarts each component it changes: lite may
+    stop and restart the component (measured; emulated strictly, every time, after a ``reset-failed``); the
+    Java nucleus carries it out as a local one."""
+    merges_key_by_key: bool
+    """A MERGE (deployment or UpdateConfiguration) is written one leaf at a time, each write followed by its
+    event before the next is written, so a component reading between events sees part of it (lite's
+    ggconfigd ``ggconfig_process_map``: one transaction per key). The Java nucleus applies the whole MERGE,
+    then sends the events."""
     runs_shutdown: bool
     """The Shutdown step runs on stop (Java); lite: "'shutdown' phase isn't currently supported"."""
     access_control_refusal: str
@@ -95,7 +107,9 @@ LITE = NucleusProfile(
     reset_deletes=True,
     stale_update_fails=False,
     validates_configuration=False,
-    config_deployment_restarts=True,
+    local_config_restarts=False,
+    cloud_config_restarts=True,
+    merges_key_by_key=True,
     runs_shutdown=False,
     access_control_refusal="Config update is not allowed for following field [accessControl]",
     unsupported_operations=VALIDATION_OPERATIONS | {"DeferComponentUpdate"},
@@ -119,7 +133,9 @@ CLASSIC = NucleusProfile(
     reset_deletes=False,
     stale_update_fails=True,
     validates_configuration=True,
-    config_deployment_restarts=False,
+    local_config_restarts=False,
+    cloud_config_restarts=False,
+    merges_key_by_key=False,
     runs_shutdown=True,
     access_control_refusal="Config update is not allowed for following fields [accessControl]",
     unsupported_operations=frozenset(),

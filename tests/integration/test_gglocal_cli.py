@@ -218,8 +218,15 @@ def standin(build: Path, root: Path, *options: str) -> Iterator[subprocess.Popen
         yield process
 
 
-def config(root: Path, merge: str) -> subprocess.CompletedProcess[str]:
-    return gglocal("config", "--root", str(root), "--component", "com.example.Validator", "--merge", merge)
+def config(root: Path, merge: str, *options: str) -> subprocess.CompletedProcess[str]:
+    return gglocal(
+        "config", "--root", str(root), "--component", "com.example.Validator", "--merge", merge, *options
+    )
+
+
+def restarts(root: Path) -> int:
+    components = json.loads(gglocal("status", "--root", str(root), "--json").stdout)
+    return int(components["com.example.Validator"]["restarts"])
 
 
 def test_cli_config_rejected_by_the_component_fails_with_its_message(tmp_path: Path) -> None:
@@ -269,3 +276,10 @@ def test_cli_lite_refuses_a_classic_only_build_and_runs_a_portable_one(tmp_path:
         }
         log = (root / "logs" / "com.example.Validator.log").read_text()
         assert "this core does not validate configuration" in log
+        assert config(root, '{"TopK": "6"}').returncode == 0  # a local deployment: live, no restart
+        cloud = config(root, '{"TopK": "7"}', "--cloud")  # as from the cloud: lite restarts it
+        assert (cloud.returncode, json.loads(cloud.stdout)) == (0, ["/TopK"])
+        deadline = time.monotonic() + TIMEOUT
+        while restarts(root) != 1:
+            assert time.monotonic() < deadline, "lite did not restart the component for a cloud deployment"
+            time.sleep(0.2)

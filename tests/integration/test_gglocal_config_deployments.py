@@ -1,6 +1,8 @@
 """Configuration deployments as each core carries them out: the Java nucleus validates with the running
 component over IPC (real awsiotsdk client), fails on REJECTED or silence and keeps the old configuration,
-and restarts only what its rendered lifecycle changed; nucleus lite restarts the component every time."""
+and restarts only what its rendered lifecycle changed, local or from the cloud; nucleus lite applies a local
+one live (one event per key, written one at a time; RESET silent) and restarts the component for a cloud
+one."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ RECIPE = component(
 )
 LITE_RECIPE = component(
     NAME,
-    {"install": "echo i >> installs.log", "run": "echo r >> runs.log; sleep 60"},
+    {"install": "echo i >> installs.log", "run": "echo {configuration:/Other} >> runs.log; sleep 60"},
     ComponentConfiguration={"DefaultConfiguration": DEFAULTS},
 )
 
@@ -46,34 +48,90 @@ def started(core: Core, tmp_path: Path, recipe: dict[str, Any]) -> tuple[Path, P
     return work / "runs.log", work / "installs.log"
 
 
+@pytest.mark.parametrize("cloud", [False, True], ids=["local", "cloud"])
 def test_classic_restarts_only_when_the_rendered_lifecycle_changes(
-    core_for: CoreFactory, tmp_path: Path
+    cloud: bool, core_for: CoreFactory, tmp_path: Path
 ) -> None:
     core = core_for("classic")
     runs, installs = started(core, tmp_path, RECIPE)
-    assert core.update_config(NAME, {"Other": "y"}) == ["/Other"]
+    assert core.update_config(NAME, {"Other": "y"}, cloud=cloud) == ["/Other"]
     assert not wait_until(lambda: len(lines(runs)) > 1, 1.5)  # nothing rendered from Other: updated live
-    core.update_config(NAME, {"Topic": "b"})
+    core.update_config(NAME, {"Topic": "b"}, cloud=cloud)
     assert wait_until(lambda: lines(runs) == ["a", "b"], TIMEOUT)  # Setenv changed: restarted
     assert lines(installs) == ["p1"]
-    core.update_config(NAME, {"Package": "p2"})
+    core.update_config(NAME, {"Package": "p2"}, cloud=cloud)
     assert wait_until(lambda: lines(installs) == ["p1", "p2"], TIMEOUT)  # Install changed: reinstalled
     assert wait_until(lambda: lines(runs) == ["a", "b", "b"], TIMEOUT)
     assert core.runner(NAME).errors_total == 0
 
 
-def test_lite_restarts_the_component_on_every_configuration_deployment(
+class Reader:
+    """The test's own IPC client as the component: at each update event, the whole configuration it reads."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.events: list[list[str]] = []
+        self.seen: list[dict[str, Any]] = []
+        future, _ = client.subscribe_to_configuration_update_async(on_stream_event=self)
+        future.result(TIMEOUT)
+
+    def __call__(self, events: model.ConfigurationUpdateEvents) -> None:
+        self.events.append(list(events.configuration_update_event.key_path))
+
+    def configuration(self) -> dict[str, Any]:
+        return dict(self.client.get_configuration_async().result(TIMEOUT).value)
+
+
+def test_lite_applies_a_local_configuration_deployment_live_one_event_per_key(
+    core_for: CoreFactory, tmp_path: Path, ipc_client: ClientFactory
+) -> None:
+    core = core_for("lite")
+    runs, installs = started(core, tmp_path, LITE_RECIPE)
+    assert core.ipc is not None
+    reader = Reader(ipc_client(core.ipc, core.runner(NAME).spec.env["SVCUID"]))
+    assert core.update_config(NAME, {"Other": "y", "Threshold": "0.7"}) == ["/Other", "/Threshold"]
+    assert wait_until(lambda: len(reader.events) == 2, TIMEOUT)
+    assert reader.events == [["Other"], ["Threshold"]]
+    assert reader.configuration() == {**DEFAULTS, "Other": "y", "Threshold": "0.7"}
+    assert core.update_config(NAME, {}, ["/Threshold"]) == ["/Threshold"]  # deleted, without an event
+    assert not wait_until(lambda: len(reader.events) > 2 or len(lines(runs)) > 1, 1.5)
+    assert "Threshold" not in reader.configuration()
+    assert (lines(runs), lines(installs)) == (["x"], ["i"])  # never restarted
+    assert core.states()[NAME]["restarts"] == 0 and core.state(NAME) == ComponentState.RUNNING
+    assert core.deployments[-1]["kind"] == f"config {NAME}"
+
+
+def test_lite_writes_a_merge_one_key_at_a_time(core_for: CoreFactory, tmp_path: Path) -> None:
+    """ggconfigd writes each key in its own transaction and notifies before the next: what a component reads
+    at the first event may lack the rest of the deployment."""
+    core = core_for("lite")
+    started(core, tmp_path, LITE_RECIPE)
+    seen: list[tuple[str, str]] = []
+
+    def at_event(component: str, path: tuple[str, ...]) -> None:
+        current = core.config.get(component)
+        seen.append((current["Other"], current["Threshold"]))
+
+    core.config.subscribe(NAME, (), at_event)
+    core.update_config(NAME, {"Other": "y", "Threshold": "0.7"})
+    assert seen == [("y", "0.5"), ("y", "0.7")]
+
+
+def test_lite_restarts_the_component_on_a_cloud_configuration_deployment(
     core_for: CoreFactory, tmp_path: Path
 ) -> None:
     core = core_for("lite")
     runs, installs = started(core, tmp_path, LITE_RECIPE)
-    core.update_config(NAME, {"Other": "y"})
-    assert wait_until(lambda: len(lines(runs)) == 2, TIMEOUT)
+    assert core.update_config(NAME, {"Other": "y"}, cloud=True) == ["/Other"]
+    assert wait_until(lambda: lines(runs) == ["x", "y"], TIMEOUT)  # the new process reads the new value
+    core.update_config(NAME, {}, ["/Threshold"], cloud=True)  # RESET: still a change, still a restart
+    assert wait_until(lambda: lines(runs) == ["x", "y", "y"], TIMEOUT)
+    assert "Threshold" not in core.config.get(NAME)
+    assert core.update_config(NAME, {"Other": "y"}, cloud=True) == []  # nothing changed: nothing restarts
+    assert not wait_until(lambda: len(lines(runs)) > 3, 1.0)
     assert lines(installs) == ["i"]
-    core.update_config(NAME, {}, ["/Other"])  # RESET deletes, without an event: still a deployment
-    assert wait_until(lambda: len(lines(runs)) == 3, TIMEOUT)
-    assert "Other" not in core.config.get(NAME)
-    assert core.state(NAME) == ComponentState.RUNNING
+    assert core.wait_for_state(NAME, {ComponentState.RUNNING}, TIMEOUT)
+    assert core.deployments[-1]["kind"] == f"cloud config {NAME}"
 
 
 class Validator:

@@ -71,6 +71,7 @@ BAD_INPUTS = {
     "unknown command": b'{"cmd": "reboot"}\n',
     "config with a bad merge": b'{"cmd": "config", "component": "com.example.Idle", "merge": [1]}\n',
     "config of nothing": b'{"cmd": "config"}\n',
+    "config, cloud not a boolean": b'{"cmd": "config", "component": "com.example.Idle", "cloud": "yes"}\n',
 }
 
 

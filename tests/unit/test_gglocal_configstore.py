@@ -122,3 +122,24 @@ def test_a_merge_with_a_timestamp_keeps_keys_changed_after_it() -> None:
     store.merge("c", {"Interval": "1", "Mqtt": {"Topic": "b"}}, timestamp=changed_at - 10)
     assert store.get("c", ("Interval",)) == "9"
     assert store.get("c", ("Mqtt", "Topic")) == "b"
+
+
+def test_a_key_by_key_merge_is_seen_half_done_at_its_first_event() -> None:
+    """Lite's ggconfigd: each key its own write, its event sent before the next key is written."""
+    store = ConfigStore()
+    store.register("c", DEFAULTS)
+    seen: list[tuple[tuple[str, ...], str, str]] = []
+
+    def at_event(component: str, path: tuple[str, ...]) -> None:
+        seen.append((path, store.get(component, ("Interval",)), store.get(component, ("Mqtt", "Topic"))))
+
+    store.subscribe("c", (), at_event)
+    update = {"Interval": "9", "Mqtt": {"Topic": "b", "Qos": "1"}, "New": {}, "List": [3]}
+    changed = store.merge("c", update, key_by_key=True)
+    assert changed == [("Interval",), ("Mqtt", "Topic"), ("New",), ("List",)]
+    assert seen[:2] == [(("Interval",), "9", "a"), (("Mqtt", "Topic"), "9", "b")]
+    assert [path for path, _, _ in seen] == changed
+    assert store.get("c") == {"Interval": "9", "Mqtt": {"Topic": "b", "Qos": "1"}, "List": [3], "New": {}}
+    whole = ConfigStore()
+    whole.register("c", DEFAULTS)
+    assert sorted(whole.merge("c", update)) == sorted(changed) and whole.get("c") == store.get("c")
