@@ -4,6 +4,10 @@
 - Any update event means "read the whole configuration again" (nucleus lite sends one event per changed key
   and none for a RESET): `poll()` returns the new configuration once, and keeps the change pending until a
   read succeeded (a read that fails for a passing reason is tried again with backoff, never dropped).
+- A burst of events is read once it settles (no event for SETTLE_S, at most MAX_HOLD_S after the first):
+  nucleus lite writes a deployment's keys one at a time, each with its event, so a read at the first event
+  may see only part of it. A part read all the same (a slow core) is applied or refused on its own, and
+  the next event brings the whole (reconfigure.py).
 - A stream the core closes is subscribed again (and the configuration read again, since events may have
   been missed meanwhile).
 - Validation before a deployment applies (the Java nucleus: SubscribeToValidateConfigurationUpdates and
@@ -31,6 +35,9 @@ from .ipc import CoreConnection, Subscription
 
 logger = logging.getLogger(__name__)
 
+SETTLE_S = 0.2
+MAX_HOLD_S = 2.0
+
 # A proposed configuration -> None when it can be applied, else why not (in the component's own words).
 Check = Callable[[dict[str, Any]], str | None]
 
@@ -51,6 +58,7 @@ class ConfigurationFeed:
         self._keys = itertools.count(1)
         self._backoff = Backoff(0.5, 10.0)
         self._retry_at = 0.0
+        self._burst: tuple[float, float] | None = None  # (first, last) event times of the pending change
         self._proposals: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=16)
         self._validator = threading.Thread(target=self._validate_loop, name="config-validation", daemon=True)
 
@@ -74,9 +82,10 @@ class ConfigurationFeed:
             except CoreError as exc:
                 self._retry_later(f"subscribing to configuration updates again failed: {exc}")
                 return None
-        if not self._changed.is_set() or time.monotonic() < self._retry_at:
+        if not self._changed.is_set() or time.monotonic() < self._retry_at or self._settling():
             return None
         self._changed.clear()
+        self._burst = None
         try:
             configuration = self.core.get_configuration()
         except CoreError as exc:
@@ -106,6 +115,11 @@ class ConfigurationFeed:
             with contextlib.suppress(queue.Full):
                 self._proposals.put_nowait(None)
             self._validator.join(2.0)
+
+    def _settling(self) -> bool:
+        """Events of one deployment may still be coming (see the module docstring)."""
+        burst, now = self._burst, time.monotonic()
+        return burst is not None and now - burst[1] < SETTLE_S and now - burst[0] < MAX_HOLD_S
 
     def _retry_later(self, why: str) -> None:
         delay = self._backoff.next()
@@ -143,6 +157,8 @@ class ConfigurationFeed:
     def _on_update(self, event: Any) -> None:
         update = getattr(event, "configuration_update_event", None)
         logger.debug("configuration updated: %s", getattr(update, "key_path", None))
+        now = time.monotonic()
+        self._burst = (self._burst[0] if self._burst else now, now)
         self._changed.set()
 
     def _closed(self, key: int) -> Callable[[], None]:

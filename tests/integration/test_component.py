@@ -547,6 +547,39 @@ def test_a_topic_its_own_access_control_does_not_allow_is_refused_and_results_ke
     assert "Traceback" not in comp.log
 
 
+def test_a_topic_and_its_access_control_written_one_key_at_a_time_end_applied(
+    socket_path: Path, tmp_path: Path
+) -> None:
+    """Nucleus lite writes a deployment's MERGE one key at a time, each with its event: the component reads
+    the topic before the accessControl that allows it (held here until it has), refuses that half, and
+    applies the whole once the rest arrives."""
+    iot = RecordingIot()
+    component_name = "edgeclassifier.ImageClassification"
+    policy = {
+        "operations": ["aws.greengrass#PublishToIoTCore"],
+        "resources": ["gg/elsewhere", "edgeclassifier/status/+"],
+    }
+    update = {
+        "PublishResultsOnTopic": "gg/elsewhere",
+        "accessControl": {"aws.greengrass.ipc.mqttproxy": {"t:1": policy}},
+    }
+    with classifying(socket_path, tmp_path, iot, InferenceInterval="0.2", StatusInterval="0.3") as (
+        comp,
+        ipc,
+    ):
+
+        def slow_writer(component: str, path: tuple[str, ...]) -> None:
+            if path == ("PublishResultsOnTopic",):  # the next key waits until the half was refused
+                wait_until(lambda: "REFUSED" in iot.configuration_states(), 30, comp.log)
+
+        ipc.config.subscribe(component_name, (), slow_writer)
+        ipc.config.merge(component_name, update, key_by_key=True)
+        wait_until(lambda: any(t == "gg/elsewhere" for t, _ in iot.messages), 30, comp.log)
+        wait_until(lambda: iot.configuration_states()[-1] == "APPLIED", 30, comp.log)
+    assert "not allowed by this configuration's accessControl" in comp.log
+    assert "Traceback" not in comp.log
+
+
 def test_a_refused_update_still_reports_its_misspelt_keys(socket_path: Path, tmp_path: Path) -> None:
     """Measured on nucleus lite: an update both invalid (TopK 0) and misspelt (Topk) was refused, but the
     misspelt key went unreported until a later update applied. Both are reported at once now."""
