@@ -6,10 +6,12 @@ wheelhouse that scripts/setup fills, OpenCV included; then the agent on its defa
 component) -> IPC PublishToIoTCore -> a real mosquitto on a free port -> a paho subscriber. A camera is
 ffmpeg streaming a clip of the cat to the test RTSP relay on 127.0.0.1.
 
-One deployment per core serves the module; each test changes what it needs with configuration-only
+One deployment per core serves the module; each test changes what it needs with local configuration-only
 deployments (`gglocal config`), as a user would, and puts it back. Where the cores differ the test says so:
 the Java nucleus asks the component to validate a configuration first (a refused one fails the deployment)
-and applies it live; nucleus lite validates nothing and restarts the component with what it stored.
+and applies it live; nucleus lite validates nothing and applies it live too, one event per key, so the
+component refuses a bad one on arrival, without a restart. A deployment from the cloud (`gglocal config
+--cloud`) restarts the component on lite: the one test that uses it checks that nothing is lost.
 """
 
 from __future__ import annotations
@@ -74,19 +76,24 @@ class Deployment:
             check=check,
         )
 
-    def configure(self, merge: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A configuration-only deployment merging these keys into the inference component's. On lite, which
-        restarts the component for it, returns once the new process runs (a RUNNING status from it)."""
-        return self._deploy_config(["--merge", json.dumps(merge)], check)
+    def configure(
+        self, merge: dict[str, Any], check: bool = True, *, cloud: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """A configuration-only deployment merging these keys into the inference component's, local (applied
+        live on both cores) or ``cloud`` (lite restarts the component for it: then this returns once the new
+        process runs, a RUNNING status from it)."""
+        return self._deploy_config(["--merge", json.dumps(merge)], check, cloud)
 
     def reset(self, *pointers: str) -> subprocess.CompletedProcess[str]:
-        """A configuration-only deployment resetting these keys to the recipe's defaults."""
-        return self._deploy_config([arg for pointer in pointers for arg in ("--reset", pointer)], True)
+        """A local configuration-only deployment resetting these keys to the recipe's defaults (lite deletes
+        them and tells the component nothing: it learns of it at the next update event)."""
+        return self._deploy_config([arg for pointer in pointers for arg in ("--reset", pointer)], True, False)
 
-    def _deploy_config(self, args: list[str], check: bool) -> subprocess.CompletedProcess[str]:
+    def _deploy_config(self, args: list[str], check: bool, cloud: bool) -> subprocess.CompletedProcess[str]:
         starts = self.starts()
-        answer = self.gglocal("config", "--component", INFERENCE, *args, check=check)
-        if self.lite and answer.returncode == 0 and json.loads(answer.stdout or "[]"):
+        options = ["--cloud"] if cloud else []
+        answer = self.gglocal("config", "--component", INFERENCE, *args, *options, check=check)
+        if self.restarts_for(cloud) and answer.returncode == 0 and json.loads(answer.stdout or "[]"):
             deadline = time.monotonic() + 60
             while self.starts() == starts:
                 assert time.monotonic() < deadline, (
@@ -102,6 +109,10 @@ class Deployment:
                 "the restarted component running",
             )
         return answer
+
+    def restarts_for(self, cloud: bool) -> bool:
+        """Whether a configuration deployment restarts the component: only one from the cloud, on lite."""
+        return self.lite and cloud
 
     def component_log(self) -> str:
         path = self.root / "logs" / f"{INFERENCE}.log"
@@ -238,8 +249,8 @@ def restored(deployment: Deployment) -> Iterator[None]:
     """Whatever a test changed (even one that failed half way), the next one starts from GOOD."""
     yield
     if deployment.process.poll() is None:
+        deployment.reset("/TopKK")  # first: on lite the component learns of it from the next update's events
         deployment.configure(GOOD, check=False)
-        deployment.reset("/TopKK")
 
 
 def test_the_cat_image_arrives_at_the_broker_with_a_cat_class_first(deployment: Deployment) -> None:
@@ -278,11 +289,15 @@ def test_every_result_published_while_the_broker_is_down_arrives_after_it_return
     assert unique == list(range(unique[0], unique[-1] + 1)), f"frames lost across the outage: {unique}"
 
 
-def test_a_configuration_update_takes_effect_and_no_accepted_result_is_lost(deployment: Deployment) -> None:
-    """Java nucleus: applied live, no restart. Nucleus lite: the deployment restarts the component; what it
-    had classified before the restart still reaches the broker (frame ids of each run contiguous)."""
+@pytest.mark.parametrize("cloud", [False, True], ids=["local", "cloud"])
+def test_a_configuration_update_takes_effect_and_no_accepted_result_is_lost(
+    deployment: Deployment, cloud: bool
+) -> None:
+    """A local deployment is applied live on both cores, as one from the cloud is on the Java nucleus. From
+    the cloud, nucleus lite restarts the component instead; what it had classified before the restart still
+    reaches the broker (frame ids of each run contiguous, the stopped process's counters balanced)."""
     starts, start = deployment.starts(), deployment.mark()
-    deployment.configure({"ScoreThreshold": "0.99", "InferenceInterval": "0.2"})
+    deployment.configure({"ScoreThreshold": "0.99", "InferenceInterval": "0.2"}, cloud=cloud)
     deployment.wait(
         lambda messages: any(
             "score 0.99" in json.loads(m.payload)["inference-description"]
@@ -302,7 +317,7 @@ def test_a_configuration_update_takes_effect_and_no_accepted_result_is_lost(depl
     assert stamps[-1] - stamps[0] <= 4  # five frames 0.2 s apart, not 0.5 s
     ids = [r["frame-id"] for r in deployment.results(since=start)]
     assert all(contiguous(run) for run in runs(ids)), ids
-    if deployment.lite:
+    if deployment.restarts_for(cloud):
         assert deployment.starts() == starts + 1
         # the process the deployment stopped had published, or kept for the next one, all it classified
         stopped = [s for s in deployment.statuses(since=start) if s["state"] == "STOPPED"][-1]["counters"]
@@ -310,6 +325,7 @@ def test_a_configuration_update_takes_effect_and_no_accepted_result_is_lost(depl
         assert stopped["dropped_results"] == 0 and stopped["refused_results"] == 0, stopped
     else:
         assert deployment.starts() == starts and "configuration applied" in deployment.component_log()
+        assert contiguous(ids), ids  # one process throughout
     assert deployment.state()["errors"] == 0
     deployment.configure({"ScoreThreshold": "0.3", "InferenceInterval": "0.5"})
 
@@ -318,8 +334,9 @@ def test_a_bad_merge_is_refused_with_its_reason_and_results_keep_the_old_configu
     deployment: Deployment,
 ) -> None:
     """Java nucleus: the component's validation fails the deployment with the reason. Nucleus lite stores
-    it anyway: the component refuses it on arrival, keeps the last good configuration and says why."""
-    start = deployment.mark()
+    it anyway: the component refuses it on arrival, keeps the last good configuration and says why, and goes
+    on in the same process."""
+    starts, start = deployment.starts(), deployment.mark()
     answer = deployment.configure({"TopK": "0", "InferenceInterval": "0.2"}, check=False)
     if deployment.lite:
         assert answer.returncode == 0, answer.stderr
@@ -342,14 +359,15 @@ def test_a_bad_merge_is_refused_with_its_reason_and_results_keep_the_old_configu
     stamps = [time.mktime(time.strptime(r["timestamp"][:19], "%Y-%m-%d %H:%M:%S")) for r in after[:3]]
     assert stamps[-1] - stamps[0] >= 0.9  # still 0.5 s apart, not 0.2
     assert deployment.state()["state"] == "RUNNING"
+    assert deployment.starts() == starts  # refused live, not restarted
     if deployment.lite:
         deployment.configure({"TopK": "5", "InferenceInterval": "0.5"})
 
 
 def test_a_misspelt_key_is_refused_at_deployment_or_reported(deployment: Deployment) -> None:
     """Java nucleus: refused at deployment, naming the valid keys. Nucleus lite cannot refuse it: the
-    component ignores it, applies the rest and reports it on its status topic."""
-    start = deployment.mark()
+    component ignores it, applies the rest and reports it on its status topic, without a restart."""
+    starts, start = deployment.starts(), deployment.mark()
     answer = deployment.configure({"TopKK": "3"}, check=False)
     if deployment.lite:
         assert answer.returncode == 0
@@ -363,6 +381,7 @@ def test_a_misspelt_key_is_refused_at_deployment_or_reported(deployment: Deploym
             "the ignored key on the status topic",
         )
         assert "unknown configuration key(s) TopKK ignored" in deployment.component_log()
+        assert deployment.starts() == starts
         deployment.reset("/TopKK")
     else:
         assert answer.returncode == 2
@@ -372,8 +391,9 @@ def test_a_misspelt_key_is_refused_at_deployment_or_reported(deployment: Deploym
 
 def test_a_topic_outside_the_access_control_is_refused_and_results_stay(deployment: Deployment) -> None:
     """PublishResultsOnTopic alone, accessControl still naming the old topic: refused with the reason (at
-    deployment on the Java nucleus, on arrival on lite); no result is dropped meanwhile."""
-    start = deployment.mark()
+    deployment on the Java nucleus, on arrival on lite, where the process goes on); no result is dropped
+    meanwhile."""
+    starts, start = deployment.starts(), deployment.mark()
     answer = deployment.configure({"PublishResultsOnTopic": "not/allowed"}, check=False)
     if deployment.lite:
         deployment.wait(
@@ -390,15 +410,17 @@ def test_a_topic_outside_the_access_control_is_refused_and_results_stay(deployme
     mark = deployment.mark()
     deployment.wait_results(3, mark, 30, "results on the old topic after the refusal")
     assert not any(m.topic == "not/allowed" for m in deployment.subscriber.messages)
+    assert deployment.starts() == starts
     if deployment.lite:
         deployment.configure({"PublishResultsOnTopic": RESULTS})
 
 
 def test_a_model_variant_and_batch_change_under_load_lose_no_frame(deployment: Deployment) -> None:
     """ModelVariant int8 replaces fp32 and BatchSize goes to 2 while frames come every 0.1 s: every frame id
-    reaches the broker (each run contiguous; on lite the component restarts with the new configuration)."""
+    reaches the broker, in one process. On lite the two keys arrive as two events, ModelVariant written
+    first: the component may see int8 with BatchSize 1 for a moment (valid, applied), then BatchSize 2."""
     deployment.configure({"InferenceInterval": "0.1"})
-    start = deployment.mark()
+    starts, start = deployment.starts(), deployment.mark()
     deployment.wait_results(5, start, 30, "results at the shorter interval")
     deployment.configure({"ModelVariant": "int8", "BatchSize": "2"})
     deployment.wait(
@@ -413,15 +435,15 @@ def test_a_model_variant_and_batch_change_under_load_lose_no_frame(deployment: D
     deployment.wait_results(6, deployment.mark(), 30, "more results after the swap")
     results = deployment.results(since=start)
     ids = [r["frame-id"] for r in results]
-    assert all(contiguous(run) for run in runs(ids)), f"frames lost or repeated: {ids}"
+    assert contiguous(ids), f"frames lost or repeated: {ids}"
     names = [r["model"]["name"] for r in results]
     first_int8 = names.index("efficientnet-lite0-int8")
     assert set(names[:first_int8]) == {"efficientnet-lite0"} and set(names[first_int8:]) == {names[-1]}
     assert all(r["inference-results"][0]["Label"] in CAT_LABELS for r in results)
-    if not deployment.lite:
-        assert (
-            "switched from model efficientnet-lite0 to efficientnet-lite0-int8" in deployment.component_log()
-        )
+    log = deployment.component_log()
+    assert "switched from model efficientnet-lite0 to efficientnet-lite0-int8" in log
+    assert deployment.starts() == starts
+    assert deployment.statuses()[-1]["configuration"]["state"] == "APPLIED", deployment.statuses()[-1]
     deployment.configure({"ModelVariant": "fp32", "BatchSize": "1", "InferenceInterval": "0.5"})
 
 
