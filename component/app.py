@@ -271,6 +271,9 @@ class InferenceApp:
 
     def between(self) -> None:
         self.beat()
+        outbox = getattr(self, "outbox", None)
+        if outbox is not None:
+            outbox.retry()  # results the core did not accept yet, even when no new result comes
         if self._updates is not None:
             raw = self._updates()
             if raw is not None:

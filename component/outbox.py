@@ -1,10 +1,16 @@
 """Results on their way to the publisher: nothing already classified is lost, nothing blocks the rest.
 
 - `put` appends a result and sends what is queued, oldest first; a result the publisher does not accept
-  now (PublishError: the core unreachable, a full spooler) stays queued, in order, for the next try.
+  now (PublishError: the core unreachable, a full spooler; nucleus lite's ServiceError while its MQTT
+  connection is down or it has 10 QoS 1 publishes in flight, as it keeps nothing) stays queued, in order,
+  for the next try: the next `put`, or `retry()` (called between frames) once its capped backoff is due,
+  so held results go out even when no new result comes.
+- An outage is logged once when it starts, reminded every REMIND_SECONDS, and once when results go out
+  again: a core refusing every publish never floods the log.
 - A result refused for good (PublishDeniedError: topic outside accessControl; PublishRejectedError: topic or
   payload the core never takes) is dropped and counted: it never blocks the results behind it.
-- The queue holds at most `limit` results; past that the oldest is dropped and counted.
+- The queue holds at most `limit` results; past that the oldest is dropped and counted (warned about once
+  per outage; the reminders say how many).
 - `spill()` writes what is still queued to `spill_path` (owner-only, JSON lines) when the component stops,
   and `restore()` queues it again at the next start, so a restart by the core loses nothing accepted.
 """
@@ -15,6 +21,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,12 +29,14 @@ from typing import Any
 
 from agent_client.errors import PublishDeniedError, PublishError, PublishRejectedError
 
+from .backoff import Backoff
 from .files import write_private
 from .publishers import Publisher
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 256
+REMIND_SECONDS = 60.0  # how often a lasting publish outage is logged again
 
 
 class ResultOutbox:
@@ -43,6 +52,11 @@ class ResultOutbox:
         self.refused = 0  # the core refused them for good
         self._queue: deque[tuple[str, dict[str, Any]]] = deque()
         self._lock = threading.Lock()
+        self._backoff = Backoff(0.25, 2.0)
+        self._retry_at = 0.0
+        self._outage: float | None = None  # when publishing started failing; None while it works
+        self._reminded = 0.0
+        self._full_warned = False
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -52,13 +66,28 @@ class ResultOutbox:
             if len(self._queue) >= self.limit:
                 self._queue.popleft()
                 self.dropped += 1
-                logger.warning("outbox full (%d results): dropped the oldest unpublished result", self.limit)
+                if not self._full_warned:
+                    self._full_warned = True
+                    logger.warning(
+                        "outbox full (%d results): dropping the oldest unpublished results until the core"
+                        " accepts them again",
+                        self.limit,
+                    )
             self._queue.append((topic, payload))
         self.flush()
 
+    def retry(self) -> bool:
+        """Sends what is held once the backoff after the last failure is due; True when nothing is left."""
+        if not self._queue:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        return self.flush()
+
     def flush(self) -> bool:
-        """Sends what is queued, oldest first; True when nothing is left."""
+        """Sends what is queued, oldest first, until one is not accepted; True when nothing is left."""
         with self._lock:
+            sent = 0
             while self._queue:
                 topic, payload = self._queue[0]
                 try:
@@ -70,11 +99,53 @@ class ResultOutbox:
                     continue
                 except PublishError as exc:
                     self.publish_failures += 1
-                    logger.warning("publish failed, %d result(s) kept for retry: %s", len(self._queue), exc)
+                    self._failed(exc)
                     return False
                 self._queue.popleft()
                 self.published += 1
+                sent += 1
+            self._recovered(sent)
             return True
+
+    def _failed(self, exc: PublishError) -> None:
+        """Called holding the lock: paces the next retry and logs the outage (once, then reminders)."""
+        now = time.monotonic()
+        self._retry_at = now + self._backoff.next()
+        if self._outage is None:
+            self._outage, self._reminded = now, now
+            logger.warning(
+                "publish failed, %d result(s) kept for retry (in order; no more lines until it works or"
+                " every %.0f s): %s",
+                len(self._queue),
+                REMIND_SECONDS,
+                exc,
+            )
+        elif now - self._reminded >= REMIND_SECONDS:
+            self._reminded = now
+            logger.warning(
+                "publishing still fails after %.0f s (%d failed attempts), %d result(s) kept, %d dropped"
+                " so far: %s",
+                now - self._outage,
+                self.publish_failures,
+                len(self._queue),
+                self.dropped,
+                exc,
+            )
+        else:
+            logger.debug("publish failed, %d result(s) kept: %s", len(self._queue), exc)
+
+    def _recovered(self, sent: int) -> None:
+        """Called holding the lock after everything queued went out."""
+        self._backoff.reset()
+        self._retry_at = 0.0
+        self._full_warned = False
+        if self._outage is not None:
+            logger.info(
+                "publishing works again after %.1f s; %d held result(s) sent in order",
+                time.monotonic() - self._outage,
+                sent,
+            )
+            self._outage = None
 
     def counts(self) -> Mapping[str, int]:
         return {

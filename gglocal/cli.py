@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", metavar="NAME", help="deploy only these components (and their deps)"
     )
     deploy.add_argument(
-        "--outbox-limit", type=int, default=DEFAULT_LIMIT, help="max messages held while offline"
+        "--outbox-limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help="max messages held while offline (classic; lite keeps none)",
     )
     deploy.add_argument("--verbose", action="store_true", help="echo component output to stderr")
 

@@ -1,7 +1,9 @@
 """What a running stand-in answers on its control socket (``gglocal.control`` carries the requests).
 
 * ``{"cmd": "status"}`` -> ``{"nucleus": "lite"|"classic", "components": {name: {version, state, errors,
-  errors_total, restarts}}, "iot": {broker, connected, outbox, outbox_limit, dropped, delivered},
+  errors_total, restarts}}, "iot": {broker, connected, spooling,
+  delivered, outbox, and classic: outbox_limit, dropped, queue; lite: in_flight, refused_not_connected,
+  refused_in_flight, lost_in_flight},
   "deployments": [{id, kind, status, message}]}`` (``errors``: within the last hour).
 * ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"], "cloud": false}`` -> a configuration
   deployment, local or (``cloud`` true) as from the cloud (``Core.update_config``):

@@ -8,9 +8,9 @@
 
 ``nucleus`` picks the core to behave as ("classic", the Java nucleus, by default; or "lite"): see
 :mod:`gglocal.nucleus`. Device layout under ``root``: ``packages/artifacts[-unarchived]/<name>/<version>``,
-``work/<name>``, ``logs/<name>.log``, ``data/outbox.sqlite``, the IPC socket (``ipc.socket`` or lite's
-``gg-ipc.socket``, in a short temp dir when the root's path is too long for a unix socket) and
-``gglocal.json`` naming the sockets, the profile and the pid.
+``work/<name>``, ``logs/<name>.log``, ``data/outbox.sqlite`` (spooling profiles only), the IPC socket
+(``ipc.socket`` or lite's ``gg-ipc.socket``, in a short temp dir when the root's path is too long for a
+unix socket) and ``gglocal.json`` naming the sockets, the profile and the pid.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from gglocal.control_commands import ControlCommands
 from gglocal.deployment import BuildSource, ConfigUpdate, load_recipes, parse_update_config, plan_deployment
 from gglocal.errors import ControlError, DeploymentError, GgLocalError
 from gglocal.iotcore import IotCore, StdoutIotCore
+from gglocal.iotcored import IotcoredBridge
 from gglocal.leftovers import ProcessRecord, stop_leftovers
 from gglocal.mqtt_bridge import MqttBridge, parse_host_port
 from gglocal.nucleus import DEFAULT_NUCLEUS, NucleusProfile, profile
@@ -153,12 +154,19 @@ class Core:
             private_dir(self.root / folder)
 
     def _start_iot_core(self) -> None:
+        client_id = f"gglocal-{self.thing_name}-{os.getpid()}"
         if self.mqtt is None:
             self.iot = StdoutIotCore(self._stdout)
-        else:
+        elif self.nucleus.spools_offline:
             self._outbox = Outbox(self.root / "data" / "outbox.sqlite", self.outbox_limit)
-            self.iot = MqttBridge(
-                self.mqtt[0], self.mqtt[1], self._outbox, client_id=f"gglocal-{self.thing_name}-{os.getpid()}"
+            self.iot = MqttBridge(self.mqtt[0], self.mqtt[1], self._outbox, client_id=client_id)
+        else:
+            self.iot = IotcoredBridge(
+                self.mqtt[0],
+                self.mqtt[1],
+                client_id=client_id,
+                max_in_flight=self.nucleus.max_qos1_in_flight,
+                in_flight_bytes=self.nucleus.qos1_in_flight_bytes,
             )
         self.iot.start()
 
@@ -398,10 +406,13 @@ class Core:
 
     def iot_status(self) -> dict[str, Any]:
         """The IoT Core side: the broker, whether it is connected, the outbox's depth and limit, and the
-        bridge's own counters and any outbox fault (``queue``)."""
+        bridge's own counters and any outbox fault (``queue``). Lite (no spooler): ``outbox`` 0, what is in
+        flight and the publishes refused while not connected or with no room in flight."""
         if self.iot is None:
             return {}
         status = dict(self.iot.status())
+        if isinstance(self.iot, IotcoredBridge):
+            return {**status, "outbox": 0}
         if not isinstance(self.iot, MqttBridge):
             return {**status, "broker": None, "connected": None, "outbox": 0}
         outbox = self.iot.outbox

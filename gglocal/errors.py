@@ -6,6 +6,8 @@ All derive from :class:`agent_client.errors.EdgeError` through :class:`GgLocalEr
     +-- FramingError        malformed event-stream frame (bad CRC, length, header type); connection closed
     +-- IpcOperationError   a modeled IPC error (UnauthorizedError, ...) sent to the client
         +-- OutboxError         the outbox cannot store a message (disk full): answered ServiceError
+        +-- MqttNotReadyError   nucleus lite's MQTT client cannot take a message now (not connected, or
+                                no room for one more unacknowledged QoS 1 publish): answered ServiceError
     +-- DeploymentError     a deployment cannot be carried out (missing or public dependency, unmet version)
         +-- ArtifactError       artifact missing, digest mismatch, or unsafe archive (zip-slip)
         +-- ConfigurationValidationError  a component rejected the deployment's configuration (or did not
@@ -52,6 +54,18 @@ class OutboxError(IpcOperationError):
         super().__init__("ServiceError", message)
 
 
+class MqttNotReadyError(IpcOperationError):
+    """Nucleus lite's iotcored cannot take a message now: its MQTT connection is down, or it holds as many
+    unacknowledged QoS 1 publishes as it has room for.
+
+    The publisher is answered ``ServiceError`` (lite: "not connected" / "no memory") at once; nothing is
+    stored or sent later: the component must keep the message and try again.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ServiceError", message)
+
+
 class DeploymentError(GgLocalError):
     """A deployment cannot be carried out; the message says which component and how to fix it."""
 
@@ -77,6 +91,7 @@ __all__ = [
     "FramingError",
     "GgLocalError",
     "IpcOperationError",
+    "MqttNotReadyError",
     "OutboxError",
     "RecipeError",
 ]

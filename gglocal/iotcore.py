@@ -24,9 +24,10 @@ class IotMessage:
 
 
 class IotCore(Protocol):
-    """IoT Core as IPC handlers see it. ``publish`` only queues: it returns once the message is accepted,
-    or raises IpcOperationError (InvalidArgumentsError: IoT Core would refuse it; OutboxError: it cannot
-    be stored now)."""
+    """IoT Core as IPC handlers see it. ``publish`` returns once the message is accepted (spooled, or written
+    to the broker), or raises IpcOperationError (InvalidArgumentsError: IoT Core would refuse it;
+    ServiceError: OutboxError, it cannot be stored now; MqttNotReadyError, lite's iotcored is not connected
+    or has no room for one more unacknowledged QoS 1 publish)."""
 
     def start(self) -> None: ...
 
@@ -85,8 +86,16 @@ def status_lines(status: dict[str, Any]) -> list[str]:
         return []
     if status.get("stdout"):
         return [f"IoT Core: stdout ({status.get('published', 0)} published)"]
-    outbox = status.get("queue", {})
     connected = "connected" if status.get("connected") else "NOT connected"
+    if status.get("spooling") is False:  # nucleus lite: nothing kept offline, a few in flight
+        return [
+            f"IoT Core: mqtt {status.get('broker')} {connected}, no spooler,"
+            f" {status.get('delivered', 0)} delivered, {status.get('in_flight', 0)} in flight"
+            f" (at most {status.get('max_in_flight')}); refused: {status.get('refused_not_connected', 0)}"
+            f" while not connected, {status.get('refused_in_flight', 0)} with no room in flight;"
+            f" {status.get('lost_in_flight', 0)} lost in flight"
+        ]
+    outbox = status.get("queue", {})
     lines = [
         f"IoT Core: mqtt {status.get('broker')} {connected},"
         f" {status.get('delivered', 0)} delivered, {outbox.get('queued', 0)} queued,"

@@ -1,4 +1,8 @@
-"""IoT Core bridge to a real MQTT broker (paho-mqtt 2.x), fed from the on-disk outbox.
+"""The Java nucleus's IoT Core side on a real MQTT broker: a spooler (the on-disk outbox) and its sender.
+
+Used by profiles that spool offline (``NucleusProfile.spools_offline``); nucleus lite's iotcored, which
+does not, is :mod:`gglocal.iotcored`. Both share the connection (:mod:`gglocal.mqtt_link`) and the limits
+of what IoT Core accepts (:class:`MqttLimits`).
 
 A sender thread publishes the oldest message not yet sent, waits for the broker's acknowledgement (QoS 1)
 or the write (QoS 0), then removes it: one message in flight keeps the order across broker restarts. QoS 1
@@ -18,7 +22,6 @@ Nothing can block the outbox head for good:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import threading
@@ -29,9 +32,10 @@ from typing import Any
 
 from gglocal.errors import IpcOperationError
 from gglocal.iotcore import IotDelivery, IotMessage
+from gglocal.mqtt_link import MqttLink
 from gglocal.outbox import Outbox, OutboxEntry
 from gglocal.throttle import LogThrottle
-from ggrules.topics import topic_matches, validate_topic
+from ggrules.topics import validate_topic
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +83,8 @@ def parse_host_port(address: str) -> tuple[str, int]:
 
 
 class MqttBridge:
-    """IotCore implementation on a broker at ``host:port``; reconnects on its own."""
+    """The Java nucleus's IoT Core side on a broker at ``host:port``: every message accepted into the outbox
+    (the spooler) and delivered from it in order; reconnects on its own (:class:`MqttLink`)."""
 
     def __init__(
         self,
@@ -90,77 +95,55 @@ class MqttBridge:
         client_id: str | None = None,
         limits: MqttLimits | None = None,
     ) -> None:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("the MQTT bridge needs paho-mqtt: pip install 'paho-mqtt>=2.1,<3'") from exc
-        self._mqtt = mqtt
         self.host, self.port = host, port
         self.outbox = outbox
         self.limits = limits or MqttLimits()
         self.delivered = 0
         self.refused_by_broker = 0
-        self._client_id = client_id or f"gglocal-{os.getpid()}"
-        self._client_lock = threading.Lock()
-        self._client = self._new_client()
+        self._link = MqttLink(
+            host,
+            port,
+            client_id=client_id or f"gglocal-{os.getpid()}",
+            on_session=self._new_session,
+            on_published=self._acknowledged,
+        )
         self._sessions = 0  # successful connections so far
         self._cursor = 0  # the last sequence number sent
         self._unremoved: list[int] = []  # sent (or dropped) but not yet removed from the outbox
         self._retry_removal_at = 0.0
         self._fault_log = LogThrottle()
-        self._connected = threading.Event()
         self._stop = threading.Event()
         self._acked: set[int] = set()
         self._acked_cond = threading.Condition()
-        self._subs_lock = threading.Lock()
-        self._subs: dict[int, tuple[str, int, IotDelivery]] = {}
-        self._sub_ids = itertools.count(1)
         self._sender = threading.Thread(target=self._send_loop, name="gglocal-mqtt-sender", daemon=True)
-
-    def _new_client(self) -> Any:
-        mqtt = self._mqtt
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=mqtt.MQTTv311,
-        )
-        client.reconnect_delay_set(min_delay=1, max_delay=2)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        return client
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        logger.info("bridging IoT Core to mqtt://%s:%d", self.host, self.port)
-        self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
+        self._link.start()
         self._sender.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._sender.is_alive():
             self._sender.join(JOIN_TIMEOUT_S)
-        with self._client_lock:
-            self._client.disconnect()
-            self._client.loop_stop()
+        self._link.stop()
         if self._unremoved and self.outbox.ack(self._unremoved):
             self._unremoved.clear()
         logger.info("MQTT bridge stopped (%d delivered, %d left in outbox)", self.delivered, len(self.outbox))
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._link.connected
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        return self._link.wait_connected(timeout)
 
     def status(self) -> dict[str, Any]:
         """Broker connection, delivery counters and the outbox's state (with any disk fault)."""
         return {
             "broker": f"{self.host}:{self.port}",
             "connected": self.connected,
+            "spooling": True,
             "delivered": self.delivered,
             "refused_by_broker": self.refused_by_broker,
             "sent_not_yet_removed": len(self._unremoved),
@@ -176,62 +159,18 @@ class MqttBridge:
         self.outbox.put(message)
 
     def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
-        sub_id = next(self._sub_ids)
-        with self._subs_lock:
-            first = all(f != topic_filter for f, _, _ in self._subs.values())
-            self._subs[sub_id] = (topic_filter, qos, deliver)
-        if first and self.connected:
-            with self._client_lock:
-                self._client.subscribe(topic_filter, qos)
+        return self._link.subscribe(topic_filter, qos, deliver)
 
-        def unsubscribe() -> None:
-            with self._subs_lock:
-                self._subs.pop(sub_id, None)
-                last = all(f != topic_filter for f, _, _ in self._subs.values())
-            if last and self.connected:
-                with self._client_lock:
-                    self._client.unsubscribe(topic_filter)
-
-        return unsubscribe
-
-    # -- paho callbacks (paho's thread) ----------------------------------------------------------
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        if reason_code.is_failure:
-            logger.warning("broker %s:%d refused the connection: %s", self.host, self.port, reason_code)
-            return
-        with self._subs_lock:
-            filters = {f: q for f, q, _ in self._subs.values()}
-        for topic_filter, qos in filters.items():
-            client.subscribe(topic_filter, qos)
-        logger.info("connected to broker %s:%d", self.host, self.port)
+    # -- link events (paho's thread) -------------------------------------------------------------
+    def _new_session(self) -> None:
         with self._acked_cond:
             self._sessions += 1
             self._acked_cond.notify_all()
-        self._connected.set()
 
-    def _on_disconnect(
-        self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
-    ) -> None:
-        if self._connected.is_set() and not self._stop.is_set():
-            logger.warning(
-                "disconnected from broker %s:%d (%s); will reconnect", self.host, self.port, reason_code
-            )
-        self._connected.clear()
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+    def _acknowledged(self, mid: int) -> None:
         with self._acked_cond:
             self._acked.add(mid)
             self._acked_cond.notify_all()
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        message = IotMessage(msg.topic, bytes(msg.payload), int(msg.qos), bool(msg.retain))
-        with self._subs_lock:
-            targets = [d for f, _, d in self._subs.values() if topic_matches(f, message.topic)]
-        for deliver in targets:
-            try:
-                deliver(message)
-            except Exception:
-                logger.exception("delivering %s from IoT Core failed", message.topic)
 
     # -- sender ----------------------------------------------------------------------------------
     def _send_loop(self) -> None:
@@ -252,17 +191,17 @@ class MqttBridge:
         if problem := self.limits.refusal(entry.message):
             self._done(entry, dropped=f"IoT Core would refuse it: {problem}")
             return
-        if not self._connected.wait(POLL_S):
+        if not self._link.wait_connected(POLL_S):
             return
         message = entry.message
-        with self._client_lock:
+        with self._acked_cond:
             sessions = self._sessions
-            try:
-                info = self._client.publish(message.topic, message.payload, message.qos, message.retain)
-            except ValueError as exc:  # paho refuses it (invalid topic, payload too large)
-                self._done(entry, dropped=f"paho refused it: {exc}")
-                return
-        if message.qos == 0 and info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+        try:
+            info, _ = self._link.publish(message)
+        except ValueError as exc:  # paho refuses it (invalid topic, payload too large)
+            self._done(entry, dropped=f"paho refused it: {exc}")
+            return
+        if message.qos == 0 and info.rc != self._link.success:
             return  # not written: paho keeps no QoS 0 copy, so try again once reconnected
         outcome = self._wait_acked(info.mid, sessions)
         if outcome == "acked":
@@ -275,7 +214,9 @@ class MqttBridge:
                 dropped=f"the broker closed the connection each of the {REFUSED_AFTER_SESSIONS}"
                 " times it was sent",
             )
-            self._replace_client()
+            self._link.replace_client()  # the old one would re-send the refused message after every reconnect
+            with self._acked_cond:  # the old client's acknowledgements are ignored from now on
+                self._acked.clear()
 
     def _remove_sent(self) -> None:
         """Retry removing what was sent while the outbox could not be written (at most once a second)."""
@@ -308,15 +249,3 @@ class MqttBridge:
                 self._acked_cond.wait(POLL_S)
             self._acked.discard(mid)
         return "acked"
-
-    def _replace_client(self) -> None:
-        """A new paho client: the old one would re-send the refused message after every reconnect."""
-        with self._client_lock:
-            old, self._client = self._client, self._new_client()
-            old.disconnect()
-            old.loop_stop()
-            self._connected.clear()
-            with self._acked_cond:
-                self._acked.clear()
-            self._client.connect_async(self.host, self.port, keepalive=30)
-            self._client.loop_start()

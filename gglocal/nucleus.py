@@ -87,6 +87,18 @@ class NucleusProfile:
     """InvalidArgumentsError text when a component updates its own ``accessControl`` over IPC."""
     unsupported_operations: frozenset[str]
     """Operations this core does not serve (answered ServiceError)."""
+    spools_offline: bool
+    """PublishToIoTCore while the MQTT connection is down is accepted into a spooler and sent later, in order
+    (Java: in memory, 2.5 MB by default, ServiceError only when it is full; gglocal's on-disk outbox,
+    ``--outbox-limit``). Lite's iotcored keeps nothing: ServiceError (MQTT status not connected), measured;
+    each connection is a clean session, so what was unacknowledged when it ended is not sent again."""
+    max_qos1_in_flight: int | None
+    """How many QoS 1 publishes may wait for their acknowledgement at once; one more is answered ServiceError
+    at once, not queued (lite: 10, measured; iotcored's ``IOTCORED_MQTT_MAX_PUBLISH_RECORDS``). None: no
+    such limit (the Java nucleus queues)."""
+    qos1_in_flight_bytes: int | None
+    """How many bytes of serialized QoS 1 publishes may wait for their acknowledgement (lite: iotcored's
+    15,000-byte ``packet_store_buffer``, from its source); beyond it ServiceError at once. None: no limit."""
 
 
 LITE = NucleusProfile(
@@ -113,6 +125,9 @@ LITE = NucleusProfile(
     runs_shutdown=False,
     access_control_refusal="Config update is not allowed for following field [accessControl]",
     unsupported_operations=VALIDATION_OPERATIONS | {"DeferComponentUpdate"},
+    spools_offline=False,
+    max_qos1_in_flight=10,
+    qos1_in_flight_bytes=15000,
 )
 
 CLASSIC = NucleusProfile(
@@ -139,6 +154,9 @@ CLASSIC = NucleusProfile(
     runs_shutdown=True,
     access_control_refusal="Config update is not allowed for following fields [accessControl]",
     unsupported_operations=frozenset(),
+    spools_offline=True,
+    max_qos1_in_flight=None,
+    qos1_in_flight_bytes=None,
 )
 
 PROFILES = {p.name: p for p in (LITE, CLASSIC)}

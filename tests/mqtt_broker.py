@@ -81,10 +81,21 @@ class Mosquitto:
         self.stop()
         raise RuntimeError(f"mosquitto did not start on port {self.port}: {log[-2000:]}")
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and take what is written, nothing is read or acknowledged."""
+        assert self.process is not None, "mosquitto is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause()``: the broker reads what waits and acknowledges it."""
+        assert self.process is not None, "mosquitto is not running"
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is None:
             return
         if self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused broker would not act on SIGTERM
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(5)

@@ -282,11 +282,18 @@ def test_every_result_published_while_the_broker_is_down_arrives_after_it_return
     before = deployment.mark()
     deployment.wait_results(2, before, 30, "results before the outage")
     deployment.broker.stop()
-    time.sleep(4)  # the component keeps publishing: 0.5 s interval, into the core's outbox
+    # the component keeps classifying (0.5 s interval): the Java nucleus spools its results; nucleus lite
+    # refuses them (ServiceError, nothing kept) and the component holds them and retries
+    time.sleep(4)
     deployment.broker.start()
     deployment.wait_results(12, before, 60, "results after the outage")
     unique = sorted({r["frame-id"] for r in deployment.results(since=before)})
     assert unique == list(range(unique[0], unique[-1] + 1)), f"frames lost across the outage: {unique}"
+    iot = json.loads(deployment.gglocal("status", "--json", "--full").stdout)["iot"]
+    if deployment.lite:
+        assert iot["spooling"] is False and iot["refused_not_connected"] > 0, iot
+    else:
+        assert iot["spooling"] is True and iot["queue"]["refused"] == 0, iot
 
 
 @pytest.mark.parametrize("cloud", [False, True], ids=["local", "cloud"])

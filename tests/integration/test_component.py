@@ -466,7 +466,8 @@ def test_sigterm_leaves_no_traceback_publishes_stopped_and_keeps_unsent_results_
     socket_path: Path, tmp_path: Path
 ) -> None:
     iot = RecordingIot(refuse=10_000)  # the core refuses every publish: results pile up in the component
-    config = {"InferenceInterval": "0.1", "StatusInterval": "0"}
+    # DEBUG: after the first, each refusal is logged at debug level only (no flood at WARNING)
+    config = {"InferenceInterval": "0.1", "StatusInterval": "0", "LogLevel": "DEBUG"}
     agent = start_agent(socket_path, MODEL_DIR.parent)
     try:
         with greengrass(socket_path, iot, **config) as (env, _, _):

@@ -263,7 +263,7 @@ def test_cli_lite_refuses_a_classic_only_build_and_runs_a_portable_one(tmp_path:
             status = gglocal("status", "--root", str(root))
         assert "Nucleus: lite" in status.stdout
         assert "Errors (last hour): 0" in status.stdout and "Restarts: 0" in status.stdout
-        assert "IoT Core: mqtt 127.0.0.1:9 NOT connected, 0 delivered, 0 queued" in status.stdout
+        assert "IoT Core: mqtt 127.0.0.1:9 NOT connected, no spooler, 0 delivered" in status.stdout
         state = json.loads((root / "gglocal.json").read_text())
         assert Path(state["ipc_socket"]).name == "gg-ipc.socket" and state["nucleus"] == "lite"
         components = json.loads(gglocal("status", "--root", str(root), "--json").stdout)
