@@ -1,6 +1,6 @@
 """Says clearly when the MQTT broker standing in for IoT Core cannot be reached while messages pile up.
 
-The bridge keeps reconnecting and the outbox keeps every message (up to its limit, dropping the oldest), so
+The bridge keeps reconnecting and the outbox keeps every QoS 1 message (up to its limit in bytes), so
 nothing fails; without a word a developer would only see results not arriving. ``BrokerWatch`` logs a
 WARNING ``warn_after_s`` after the broker went away with messages waiting, then every ``warn_every_s`` while
 it stays away, and INFO when it is back.
@@ -88,7 +88,7 @@ class BrokerWatch:
         outbox = self._link.outbox
         logger.warning(
             "MQTT broker %s:%d cannot be reached (for %.0f s); %d message(s) wait in the outbox "
-            "(limit %d, %d dropped so far); is the broker running? (--mqtt HOST:PORT)",
+            "(limit %d bytes, %d QoS 0 dropped so far); is the broker running? (--mqtt HOST:PORT)",
             self._link.host,
             self._link.port,
             away_s,

@@ -81,10 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", metavar="NAME", help="deploy only these components (and their deps)"
     )
     deploy.add_argument(
-        "--outbox-limit",
+        "--spool-bytes",
         type=int,
         default=DEFAULT_LIMIT,
-        help="max messages held while offline (classic; lite keeps none)",
+        metavar="BYTES",
+        help="classic: payload bytes spooled while offline (the Java nucleus's maxSizeInBytes, default"
+        " 2.5 MiB); lite keeps none",
     )
     deploy.add_argument("--verbose", action="store_true", help="echo component output to stderr")
 
@@ -148,7 +150,7 @@ def _deploy(args: argparse.Namespace) -> int:
         thing_name=args.thing_name,
         region=args.region,
         verbose=args.verbose,
-        outbox_limit=args.outbox_limit,
+        spool_bytes=args.spool_bytes,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -2,7 +2,7 @@
 
 * ``{"cmd": "status"}`` -> ``{"nucleus": "lite"|"classic", "components": {name: {version, state, errors,
   errors_total, restarts}}, "iot": {broker, connected, spooling,
-  delivered, outbox, and classic: outbox_limit, dropped, queue; lite: in_flight, refused_not_connected,
+  delivered, outbox, and classic: spool_bytes, dropped, queue; lite: in_flight, refused_not_connected,
   refused_in_flight, lost_in_flight},
   "deployments": [{id, kind, status, message}]}`` (``errors``: within the last hour).
 * ``{"cmd": "config", "component": N, "merge": {...}, "reset": ["/p"], "cloud": false}`` -> a configuration

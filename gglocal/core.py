@@ -58,7 +58,7 @@ class Core:
         thing_name: str = "gglocal-thing",
         region: str | None = None,
         verbose: bool = False,
-        outbox_limit: int = DEFAULT_LIMIT,
+        spool_bytes: int = DEFAULT_LIMIT,
         restart_policy: RestartPolicy | None = None,
         validation_timeout_s: float = DEFAULT_TIMEOUT_S,
         broker_warn_after_s: float = 5.0,
@@ -72,7 +72,7 @@ class Core:
         self.thing_name = thing_name
         self.region = region or os.environ.get("AWS_REGION") or "us-east-1"
         self.verbose = verbose
-        self.outbox_limit = outbox_limit
+        self.spool_bytes = spool_bytes
         delay = self.nucleus.restart_delay_s
         self.restart_policy = restart_policy or RestartPolicy(base_delay_s=delay, max_delay_s=delay)
         self.validation_timeout_s = validation_timeout_s
@@ -158,7 +158,7 @@ class Core:
         if self.mqtt is None:
             self.iot = StdoutIotCore(self._stdout)
         elif self.nucleus.spools_offline:
-            self._outbox = Outbox(self.root / "data" / "outbox.sqlite", self.outbox_limit)
+            self._outbox = Outbox(self.root / "data" / "outbox.sqlite", self.spool_bytes)
             self.iot = MqttBridge(self.mqtt[0], self.mqtt[1], self._outbox, client_id=client_id)
         else:
             self.iot = IotcoredBridge(
@@ -420,7 +420,7 @@ class Core:
         return {
             **status,
             "outbox": len(outbox),
-            "outbox_limit": outbox.limit,
+            "spool_bytes": outbox.limit,
             "dropped": outbox.dropped,
             "queue": queue,
         }

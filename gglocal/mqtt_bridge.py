@@ -100,6 +100,7 @@ class MqttBridge:
         self.limits = limits or MqttLimits()
         self.delivered = 0
         self.refused_by_broker = 0
+        self.refused_qos0_offline = 0
         self._link = MqttLink(
             host,
             port,
@@ -146,6 +147,7 @@ class MqttBridge:
             "spooling": True,
             "delivered": self.delivered,
             "refused_by_broker": self.refused_by_broker,
+            "refused_qos0_offline": self.refused_qos0_offline,
             "sent_not_yet_removed": len(self._unremoved),
             "outbox": self.outbox.status(),
         }
@@ -153,9 +155,16 @@ class MqttBridge:
     # -- IotCore ---------------------------------------------------------------------------------
     def publish(self, message: IotMessage) -> None:
         """Accept a message into the outbox: InvalidArgumentsError for what IoT Core would refuse,
-        OutboxError (ServiceError) when the outbox cannot store it."""
+        OutboxError (ServiceError) when the outbox cannot store it, and ServiceError for QoS 0 while
+        the broker is not connected (the Java nucleus keeps no QoS 0 message offline: its spooler's
+        ``keepQos0WhenOffline`` is false by default)."""
         if problem := self.limits.refusal(message):
             raise IpcOperationError("InvalidArgumentsError", f"IoT Core would refuse this message: {problem}")
+        if message.qos == 0 and not self.connected:
+            self.refused_qos0_offline += 1
+            raise IpcOperationError(
+                "ServiceError", "IoT Core is not connected and QoS 0 messages are not kept while offline"
+            )
         self.outbox.put(message)
 
     def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:

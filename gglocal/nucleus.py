@@ -89,8 +89,9 @@ class NucleusProfile:
     """Operations this core does not serve (answered ServiceError)."""
     spools_offline: bool
     """PublishToIoTCore while the MQTT connection is down is accepted into a spooler and sent later, in order
-    (Java: in memory, 2.5 MB by default, ServiceError only when it is full; gglocal's on-disk outbox,
-    ``--outbox-limit``). Lite's iotcored keeps nothing: ServiceError (MQTT status not connected), measured;
+    (Java ``Spool``: in memory by default, 2.5 MiB of payload; QoS 0 is refused while offline and dropped
+    first when the spool is full; a QoS 1 message that does not fit is refused: gglocal's on-disk outbox,
+    ``--spool-bytes``). Lite's iotcored keeps nothing: ServiceError (MQTT status not connected), measured;
     each connection is a clean session, so what was unacknowledged when it ended is not sent again."""
     max_qos1_in_flight: int | None
     """How many QoS 1 publishes may wait for their acknowledgement at once; one more is answered ServiceError

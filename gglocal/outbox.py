@@ -1,8 +1,12 @@
 """A bounded, ordered, on-disk outbox (SQLite) for messages bound for IoT Core.
 
 Messages stay until acknowledged, so those published while the broker is down, or before a restart of
-the stand-in, are delivered later in order. Past ``limit`` messages the oldest is dropped, counted and
-warned about.
+the stand-in, are delivered later in order. It is bounded as the Java nucleus bounds its spooler
+(``Spool.queueCapacityCheck``): at most ``limit`` payload bytes (2.5 MiB by default, the nucleus's
+``maxSizeInBytes``); a message that does not fit first makes the oldest QoS 0 messages go (dropped,
+counted, warned about); if it still does not fit, or is larger than the whole spool, it is refused
+(OutboxError, which the publisher sees as ServiceError: "Message spool is full") and nothing queued is
+dropped. QoS 1 messages are never dropped to make room.
 
 Disk faults (a full disk, an unwritable database) never escape as sqlite3 errors: ``put`` raises
 OutboxError (the publisher is answered ServiceError: the message was not accepted); ``ack`` and ``drop``
@@ -29,7 +33,8 @@ from gglocal.throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LIMIT = 10000
+DEFAULT_LIMIT = int(2.5 * 1024 * 1024)
+"""Payload bytes the spool holds: the Java nucleus's default ``maxSizeInBytes``."""
 RECOVERY_LOG_S = 1.0
 
 _SCHEMA = """
@@ -50,11 +55,11 @@ class OutboxEntry:
 
 
 class Outbox:
-    """Thread-safe FIFO persisted in SQLite; ``path`` may be ``":memory:"``."""
+    """Thread-safe FIFO persisted in SQLite, bounded in payload bytes; ``path`` may be ``":memory:"``."""
 
     def __init__(self, path: Path | str, limit: int = DEFAULT_LIMIT) -> None:
         if limit < 1:
-            raise ValueError("outbox limit must be at least 1")
+            raise ValueError("outbox limit must be at least 1 byte")
         self.path = str(path)
         self.limit = limit
         self.dropped = 0
@@ -63,6 +68,7 @@ class Outbox:
         self.fault: str | None = None
         self._fault_since = 0.0
         self._fault_log = LogThrottle()
+        self._full_log = LogThrottle()
         self._cond = threading.Condition()
         if self.path != ":memory:":
             touch_private(Path(path))  # SQLite gives its -wal and -shm files the database file's mode
@@ -74,20 +80,28 @@ class Outbox:
     # -- writes ----------------------------------------------------------------------------------
     def put(self, message: IotMessage) -> None:
         """Store a message; OutboxError when it cannot be stored (it is then not accepted)."""
+        size = len(message.payload)
+        if size > self.limit:
+            with self._cond:
+                self.refused += 1
+            raise OutboxError(
+                f"the message ({size} bytes) is larger than the whole spool ({self.limit} bytes); it was not"
+                " accepted"
+            )
         with self._cond:
             try:
-                self._db.execute(
-                    "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
-                    (message.topic, message.payload, message.qos, int(message.retain)),
-                )
-                (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-                excess = count - self.limit
-                if excess > 0:
+                dropped = self._make_room(size)
+                if dropped is None:
+                    self.refused += 1
+                    self._db.rollback()
+                    full = True
+                else:
+                    full = False
                     self._db.execute(
-                        "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
-                        (excess,),
+                        "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
+                        (message.topic, message.payload, message.qos, int(message.retain)),
                     )
-                self._db.commit()
+                    self._db.commit()
             except sqlite3.Error as exc:
                 self.refused += 1
                 self._failed("store a message", exc)
@@ -96,13 +110,48 @@ class Outbox:
                     f"Free disk space for {self.path}"
                 ) from exc
             self._recovered()
-            self._cond.notify_all()
-            if excess > 0:
-                self.dropped += excess
-        if excess > 0:
+            if full:
+                refused = self.refused
+            else:
+                self._cond.notify_all()
+                self.dropped += dropped or 0
+        if full:
+            if (held := self._full_log.ready()) is not None:
+                logger.warning(
+                    "spool full (%d bytes of QoS 1 messages wait): refused a message (%d refused so far, %d"
+                    " more not logged)",
+                    self.limit,
+                    refused,
+                    held,
+                )
+            raise OutboxError(f"Message spool is full ({self.limit} bytes); the message was not accepted")
+        if dropped:
             logger.warning(
-                "outbox full (%d messages): dropped the oldest; %d dropped so far", self.limit, self.dropped
+                "spool full (%d bytes): dropped %d queued QoS 0 message(s) to make room; %d dropped so far",
+                self.limit,
+                dropped,
+                self.dropped,
             )
+
+    def _make_room(self, size: int) -> int | None:
+        """Called holding the lock, inside a transaction: delete the oldest QoS 0 messages until ``size``
+        more bytes fit; how many went, or None when even without every QoS 0 message they do not fit."""
+        (held,) = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
+        excess = int(held) + size - self.limit
+        if excess <= 0:
+            return 0
+        victims: list[int] = []
+        for seq, length in self._db.execute(
+            "SELECT seq, LENGTH(payload) FROM outbox WHERE qos = 0 ORDER BY seq"
+        ).fetchall():
+            if excess <= 0:
+                break
+            victims.append(int(seq))
+            excess -= int(length)
+        if excess > 0:
+            return None
+        self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
+        return len(victims)
 
     def ack(self, seqs: int | Sequence[int]) -> bool:
         """Remove delivered messages; False (fault recorded) when the database cannot be written now."""
@@ -168,7 +217,7 @@ class Outbox:
         with self._cond:
             since = round(time.monotonic() - self._fault_since, 1) if self.fault else None
             counters = {
-                "dropped_oldest": self.dropped,
+                "dropped_qos0": self.dropped,
                 "refused": self.refused,
                 "undeliverable": self.undeliverable,
                 "fault": self.fault,

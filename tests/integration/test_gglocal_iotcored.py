@@ -29,7 +29,7 @@ ACCESS = {
         }
     }
 }
-CoreFor = Callable[[str], Core]
+CoreFor = Callable[..., Core]
 
 
 @pytest.fixture
@@ -37,8 +37,8 @@ def core_on_broker(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[CoreFor]:
     """Factory: a started Core of the given profile bridged to the test broker, connected."""
     cores: list[Core] = []
 
-    def make(nucleus: str) -> Core:
-        core = Core(tmp_path / f"gg-{nucleus}", nucleus=nucleus, mqtt=mosquitto.address)
+    def make(nucleus: str, **options: Any) -> Core:
+        core = Core(tmp_path / f"gg-{nucleus}", nucleus=nucleus, mqtt=mosquitto.address, **options)
         core.start()
         cores.append(core)
         assert wait_until(lambda: core.iot_status()["connected"], TIMEOUT)
@@ -86,7 +86,9 @@ def test_a_publish_while_the_broker_is_down_is_refused_on_lite_and_spooled_on_cl
             assert str(refused.value) == ""  # lite's errors carry no message
     else:
         publish(b"offline-1")  # accepted into the spooler
-        publish(b"offline-0", "0")
+        with pytest.raises(model.ServiceError) as refused:  # keepQos0WhenOffline is false by default
+            publish(b"offline-0", "0")
+        assert "not kept while offline" in (refused.value.message or "")
     mosquitto.start()
     assert wait_until(lambda: core.iot_status()["connected"], 30.0)
     publish(b"after")
@@ -99,8 +101,9 @@ def test_a_publish_while_the_broker_is_down_is_refused_on_lite_and_spooled_on_cl
         assert (status["spooling"], status["outbox"], status["refused_not_connected"]) == (False, 0, 2)
         assert "2 while not connected" in status_lines(status)[0]
     else:
-        assert seen == [b"before", b"offline-1", b"offline-0", b"after"]
+        assert seen == [b"before", b"offline-1", b"after"]
         assert status["spooling"] is True and status["queue"]["refused"] == 0
+        assert status["refused_qos0_offline"] == 1
 
 
 @pytest.mark.parametrize("nucleus", ["lite", "classic"])
@@ -138,3 +141,29 @@ def test_lite_refuses_the_11th_unacknowledged_qos1_publish_at_once_and_classic_q
         status = core.iot_status()
         assert (status["refused_in_flight"], status["refused_not_connected"]) == (1, 0)
         assert status["delivered"] == 12 and status["lost_in_flight"] == 0
+
+
+def test_a_full_spool_on_classic_refuses_a_qos1_publish_and_keeps_every_one_it_accepted(
+    core_on_broker: CoreFor,
+    mosquitto: Mosquitto,
+    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
+    ipc_client: Callable[[Any, str], Any],
+) -> None:
+    """The Java nucleus's spooler holds so many payload bytes; a QoS 1 message that does not fit is answered
+    ServiceError (the publisher must keep it), and nothing it accepted before is dropped for it."""
+    subscriber = mqtt_subscriber(["iotcored/#"])
+    core = core_on_broker("classic", spool_bytes=100)
+    publish = publisher(core, ipc_client)
+    mosquitto.stop()
+    assert wait_until(lambda: not core.iot_status()["connected"], TIMEOUT)
+    publish(b"a" * 40)
+    publish(b"b" * 40)
+    with pytest.raises(model.ServiceError) as full:
+        publish(b"c" * 40)
+    assert "spool is full" in (full.value.message or "")
+    mosquitto.start()
+    assert wait_until(lambda: core.iot_status()["outbox"] == 0, 30.0)
+    publish(b"c" * 40)  # the publisher's retry, once there is room
+    got = subscriber.wait_until(lambda got: b"c" * 40 in [m.payload for m in got], 30.0)
+    assert list(dict.fromkeys(m.payload for m in got)) == [b"a" * 40, b"b" * 40, b"c" * 40]
+    assert core.iot_status()["queue"]["refused"] == 1

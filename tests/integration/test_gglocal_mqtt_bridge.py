@@ -35,7 +35,7 @@ ACCESS = {
 
 @pytest.fixture
 def bridge(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[MqttBridge]:
-    outbox = Outbox(tmp_path / "outbox.sqlite", limit=1000)
+    outbox = Outbox(tmp_path / "outbox.sqlite")
     bridge = MqttBridge(mosquitto.host, mosquitto.port, outbox, client_id="gglocal-bridge-under-test")
     bridge.start()
     assert bridge.wait_connected(TIMEOUT)

@@ -55,4 +55,4 @@ def test_warns_early_then_periodically_and_says_when_the_broker_is_back(
         r for r in caplog.records if r.levelno == logging.WARNING and r.name == "gglocal.broker_watch"
     ).getMessage()
     assert "MQTT broker 127.0.0.1:1 cannot be reached" in warning
-    assert "5 message(s) wait in the outbox (limit 5, 2 dropped so far)" in warning
+    assert "5 message(s) wait in the outbox (limit 5 bytes, 2 QoS 0 dropped so far)" in warning

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gglocal.errors import OutboxError
 from gglocal.iotcore import IotMessage, StdoutIotCore
 from gglocal.outbox import Outbox
 
@@ -25,15 +26,34 @@ def test_messages_come_out_in_order_and_survive_reopening(tmp_path: Path) -> Non
     reopened.close()
 
 
-def test_bound_drops_the_oldest_and_counts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    outbox = Outbox(":memory:", limit=3)
-    for index in range(5):
-        outbox.put(IotMessage(f"t/{index}", b""))
-    assert len(outbox) == 3
+def test_a_full_spool_drops_queued_qos0_first_and_then_refuses_qos1_keeping_what_it_has(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As the Java nucleus's spooler: bounded in payload bytes, QoS 0 goes to make room, QoS 1 never."""
+    outbox = Outbox(":memory:", limit=30)
+    outbox.put(IotMessage("t/q1-a", b"x" * 10, 1))
+    outbox.put(IotMessage("t/q0-a", b"x" * 10, 0))
+    outbox.put(IotMessage("t/q0-b", b"x" * 5, 0))
+    outbox.put(IotMessage("t/q1-b", b"x" * 10, 1))  # 35 bytes: the oldest QoS 0 message goes
+    assert outbox.dropped == 1 and "dropped 1 queued QoS 0" in caplog.text
+    outbox.put(IotMessage("t/q1-c", b"x" * 10, 1))  # 35 again: the other QoS 0 message goes
     assert outbox.dropped == 2
+    with pytest.raises(OutboxError, match="spool is full") as full:
+        outbox.put(IotMessage("t/q1-d", b"x", 1))  # only QoS 1 left: refused, nothing dropped
+    assert full.value.error_name == "ServiceError"
+    with pytest.raises(OutboxError, match="larger than the whole spool"):
+        outbox.put(IotMessage("t/big", b"x" * 31, 0))
+    topics = []
+    after = 0
+    while (entry := outbox.head(after)) is not None:
+        topics.append(entry.message.topic)
+        after = entry.seq
+    assert topics == ["t/q1-a", "t/q1-b", "t/q1-c"]
+    assert (outbox.refused, outbox.status()["dropped_qos0"]) == (2, 2)
     head = outbox.head()
-    assert head is not None and head.message.topic == "t/2"
-    assert "dropped the oldest" in caplog.text
+    assert head is not None and outbox.ack(head.seq)
+    outbox.put(IotMessage("t/q1-d", b"x", 1))  # room again once one was delivered
+    assert len(outbox) == 3
     outbox.close()
 
 
@@ -64,7 +84,7 @@ def test_head_after_a_cursor_skips_what_was_sent_and_status_counts() -> None:
     assert outbox.drop(first.seq, "test") and outbox.ack([second.seq])
     assert outbox.status() == {
         "queued": 1,
-        "dropped_oldest": 0,
+        "dropped_qos0": 0,
         "refused": 0,
         "undeliverable": 1,
         "fault": None,
