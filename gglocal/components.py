@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gglocal.artifacts import artifact_dirs
+from gglocal.bindings import dependent_action
 from gglocal.configstore import ConfigStore
 from gglocal.deployment import PlannedComponent
 from gglocal.environment import component_environment
@@ -56,6 +57,7 @@ class ComponentSet:
         self.planned: dict[str, PlannedComponent] = {}
         self._runners: dict[str, ComponentRunner] = {}
         self._rendered: dict[str, RenderedLifecycle] = {}
+        self._bound_stopped: set[str] = set()
 
     # -- variables and rendering -----------------------------------------------------------------
     def _paths(self, name: str) -> ComponentPaths:
@@ -122,6 +124,7 @@ class ComponentSet:
                 nucleus=identity.nucleus,
                 dependencies=dependencies,
                 echo=identity.echo,
+                on_state=self._state_changed,
                 installed=installed,
             )
             self._runners[name] = runner
@@ -147,6 +150,44 @@ class ComponentSet:
                         found.append(name)
                         grew = True
         return [n for n in order if n in found]
+
+    def _state_changed(self, name: str, state: ComponentState) -> None:
+        """A runner's state changed: act on its HARD dependents as the profile's core does."""
+        with self._lock:
+            runner = self._runners.get(name)
+            dependents = [
+                self._runners[n]
+                for n, planned in self.planned.items()
+                if n in self._runners
+                and any(d.dependency_type == "HARD" and d.name == name for d in planned.recipe.dependencies)
+            ]
+        stopped_by_core = runner is None or runner.stopping
+        action = dependent_action(self.identity.nucleus, state, stopped_by_core=stopped_by_core)
+        for dependent in dependents if action else ():
+            if action == "restart" and dependent.state in (ComponentState.STARTING, ComponentState.RUNNING):
+                logger.info("%s: restarting, its HARD dependency %s is %s", dependent.name, name, state)
+                dependent.request_restart()
+            elif action == "stop" and dependent.alive and not dependent.stopping:
+                threading.Thread(target=self._stop_bound, args=(dependent, name, state), daemon=True).start()
+
+    def _stop_bound(self, dependent: ComponentRunner, dependency: str, state: ComponentState) -> None:
+        logger.warning(
+            "%s: stopped, its HARD dependency %s is %s (nucleus lite: BindsTo=); it starts again at the next"
+            " deployment",
+            dependent.name,
+            dependency,
+            state,
+        )
+        with self._lock:
+            self._bound_stopped.add(dependent.name)
+        dependent.stop()
+
+    def take_bound_stopped(self) -> list[str]:
+        """Components stopped because a HARD dependency ended (lite), in deployment order; forgotten now."""
+        with self._lock:
+            names = [n for n in self.planned if n in self._bound_stopped and n in self._runners]
+            self._bound_stopped.clear()
+        return names
 
     def requirement_conflicts(self, versions: Mapping[str, Version]) -> list[str]:
         """What deployed components (other than those being deployed) say against the new ``versions``."""

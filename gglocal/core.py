@@ -346,6 +346,10 @@ class Core:
             for name in dependents:
                 logger.info("%s: restarting, a HARD dependency was redeployed", name)
                 components.add(components.planned[name], installed=True).start()
+            for name in components.take_bound_stopped():  # lite: the deployment starts its units again
+                if name not in dependents and name not in {p.name for p in plan}:
+                    logger.info("%s: starting again, stopped with its HARD dependency", name)
+                    components.add(components.planned[name], installed=True).start()
         return [p.name for p in plan]
 
     def update_config(

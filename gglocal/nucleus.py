@@ -87,6 +87,12 @@ class NucleusProfile:
     """InvalidArgumentsError text when a component updates its own ``accessControl`` over IPC."""
     unsupported_operations: frozenset[str]
     """Operations this core does not serve (answered ServiceError)."""
+    hard_dependency_ends: str
+    """What happens to a component when a HARD dependency of it goes bad (``gglocal.bindings``): "restart"
+    (Java ``GreengrassService``: a STARTING or RUNNING dependent restarts when the dependency is no longer
+    RUNNING, STOPPING or FINISHED, and waits for it to be ready again) or "stop" (lite's units are
+    ``BindsTo=`` their HARD dependencies': when the dependency's process ends by itself, failed, killed or
+    finished, the dependent is stopped and stays stopped until the next deployment)."""
     spools_offline: bool
     """PublishToIoTCore while the MQTT connection is down is accepted into a spooler and sent later, in order
     (Java ``Spool``: in memory by default, 2.5 MiB of payload; QoS 0 is refused while offline and dropped
@@ -126,6 +132,7 @@ LITE = NucleusProfile(
     runs_shutdown=False,
     access_control_refusal="Config update is not allowed for following field [accessControl]",
     unsupported_operations=VALIDATION_OPERATIONS | {"DeferComponentUpdate"},
+    hard_dependency_ends="stop",
     spools_offline=False,
     max_qos1_in_flight=10,
     qos1_in_flight_bytes=15000,
@@ -155,6 +162,7 @@ CLASSIC = NucleusProfile(
     runs_shutdown=True,
     access_control_refusal="Config update is not allowed for following fields [accessControl]",
     unsupported_operations=frozenset(),
+    hard_dependency_ends="restart",
     spools_offline=True,
     max_qos1_in_flight=None,
     qos1_in_flight_bytes=None,

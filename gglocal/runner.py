@@ -120,6 +120,11 @@ class ComponentRunner:
         return self._thread.is_alive()
 
     @property
+    def stopping(self) -> bool:
+        """Whether ``stop()`` was called: the core itself is ending this runner."""
+        return self._stopping.is_set()
+
+    @property
     def state(self) -> ComponentState:
         with self._cond:
             return self._state
@@ -236,6 +241,8 @@ class ComponentRunner:
             if ended.kind == "restart":
                 self.restarts += 1
                 install = ended.reinstall
+                if not self._wait_for_dependencies():  # a restart waits for HARD dependencies too
+                    return
                 continue
             if self._fail(ended.step):
                 return

@@ -6,6 +6,8 @@ component's requirement excludes fails the deployment with the reason. Both prof
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -127,3 +129,38 @@ def test_a_deployment_request_of_the_wrong_shape_is_refused_with_the_reason(runn
         send_command(running, {"cmd": "deploy", "build_dir": 7})
     missing = gglocal("deployment", str(running / "nowhere"), "--root", str(running))
     assert missing.returncode == 2 and "failed" in missing.stderr
+
+
+def pid_of(root: Path, name: str) -> int:
+    return int((root / "work" / name / "starts.log").read_text().splitlines()[-1].split()[1])
+
+
+def states(root: Path) -> dict[str, str]:
+    components = json.loads(gglocal("status", "--root", str(root), "--json").stdout)
+    return {name: info["state"] for name, info in components.items()}
+
+
+def test_a_hard_dependency_that_dies_restarts_its_dependent_on_classic_and_stops_it_on_lite(
+    running: Path, tmp_path: Path
+) -> None:
+    """Java: the dependent restarts and waits for the dependency. Lite: its unit is BindsTo= the
+    dependency's, so it is stopped and stays stopped though the dependency comes back, until a deployment."""
+    lite = (
+        json.loads(gglocal("status", "--root", str(running), "--json", "--full").stdout)["nucleus"] == "lite"
+    )
+    os.kill(pid_of(running, DATA), signal.SIGKILL)
+    wait_for(lambda: len(starts(running, DATA)) == 2, "Data restarted after its error")
+    wait_for(lambda: states(running)[DATA] == "RUNNING", "Data running again")
+    if lite:
+        wait_for(lambda: states(running)[USER] == "FINISHED", "User stopped with its dependency")
+        time.sleep(3)  # systemd restarting the dependency does not start the dependent again
+        assert states(running)[USER] == "FINISHED" and len(starts(running, USER)) == 1
+        other = tmp_path / "bystander-1.1.0"
+        write_component(other, BYSTANDER, "1.1.0")  # any further deployment
+        done = gglocal("deployment", str(other), "--root", str(running), "--only", BYSTANDER)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: len(starts(running, USER)) == 2, "User started again by the next deployment")
+    else:
+        wait_for(lambda: len(starts(running, USER)) == 2, "User restarted for its dependency")
+    wait_for(lambda: states(running)[USER] == "RUNNING", "User running")
+    assert len(starts(running, BYSTANDER)) == (2 if lite else 1)  # SOFT: untouched by Data's death
