@@ -254,6 +254,15 @@ class InferenceApp:
         if self.watchdog is not None and isinstance(source, VideoSource):
             self.watchdog.watch(source.thread)
 
+    def replace_source(self, source: FrameSource) -> None:
+        """Put a proven source in place of the running one, whose reader thread then ends on purpose."""
+        old = self.source
+        if self.watchdog is not None and isinstance(old, VideoSource):
+            self.watchdog.forget(old.thread)
+        old.close()
+        self.source = source
+        self.watch_source(source)
+
     def _wait_for_change(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while not self.stop_event.is_set() and time.monotonic() < deadline:

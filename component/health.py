@@ -115,6 +115,10 @@ class Watchdog:
         """A worker thread the component cannot do without: its death is a reason to restart."""
         self._threads.append(thread)
 
+    def forget(self, thread: threading.Thread) -> None:
+        """A worker the component ends on purpose (a replaced source's reader): no reason to restart."""
+        self._threads = [t for t in self._threads if t is not thread]
+
     def check(self) -> str | None:
         """Why the component is wedged now, or None."""
         if self.errored_after <= 0:

@@ -152,9 +152,7 @@ class Reconfigurer:
                 source.close()
             raise
         if source is not None:
-            app.source.close()
-            app.source = source
-            app.watch_source(source)
+            app.replace_source(source)
         self._apply_live(old, new)
 
     def _proven_source(self, config: ComponentConfig) -> FrameSource:

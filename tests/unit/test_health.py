@@ -50,6 +50,23 @@ def test_a_loop_that_stops_beating_or_a_dead_worker_is_wedged() -> None:
     assert Watchdog(Core(), 0.0, RestartBudget(None), clock=clock).check() is None  # 0 = never
 
 
+def test_a_worker_ended_on_purpose_is_forgotten_and_the_others_still_watched() -> None:
+    """A source replaced by a live update: its reader thread ends, and that is no reason to restart."""
+    dog = Watchdog(Core(), 10.0, RestartBudget(None), clock=Clock())
+    replaced = threading.Thread(target=lambda: None, name="capture-stream")
+    stop = threading.Event()
+    current = threading.Thread(target=stop.wait, name="capture-stream-2")
+    for thread in (replaced, current):
+        thread.start()
+        dog.watch(thread)
+    dog.forget(replaced)
+    replaced.join()
+    assert dog.check() is None
+    stop.set()
+    current.join()
+    assert dog.check() == "worker thread(s) capture-stream-2 died"
+
+
 def test_wedged_reports_errored_then_exits_when_the_core_does_not_restart_it(tmp_path: Path) -> None:
     core, exits, saved = Core(), [], []
     dog = Watchdog(
