@@ -10,7 +10,7 @@ cores substitute; nothing from the configuration, which nucleus lite would escap
    the zip's SHA-256 is checked against the digest the recipe carries (lite checks none on local
    deployments). Safe names only, a bound on the bytes written, files 0644 and folders 0755.
 2. `--link NAME`: `<work>/NAME` points at the first zip's folder (the run step's PYTHONPATH), replaced
-   atomically.
+   atomically once the virtualenv (3) is ready, so that a failed step leaves the old code with its venv.
 3. `--requirements`: a virtualenv `<work>/venv` with the pinned requirements.txt of that folder. It is made
    again only when the pins, the device's Python version or its interpreter changed (a stamp records
    them), built beside the old one and swapped in only once pip succeeded; a missing requirements file
@@ -54,14 +54,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def unpack(archive: Path, want: str, target: Path) -> None:
-    """archive's files into target (replaced whole), once its digest is want."""
-    have = sha256_of(archive)
-    if have != want:
-        raise InstallError(f"{archive} has SHA-256 {have}, the recipe says {want}: redeploy the component")
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def extract(archive: Path, partial: Path) -> None:
+    """archive's files into the empty folder partial: safe names only, at most MAX_UNPACKED bytes."""
     written = 0
     with zipfile.ZipFile(archive) as bundle:
         for member in bundle.infolist():
@@ -80,6 +74,21 @@ def unpack(archive: Path, want: str, target: Path) -> None:
                         raise InstallError(f"{archive} unpacks to more than {MAX_UNPACKED >> 30} GiB")
                     out.write(block)
             destination.chmod(0o644)
+
+
+def unpack(archive: Path, want: str, target: Path) -> None:
+    """archive's files into target (replaced whole), once its digest is want."""
+    have = sha256_of(archive)
+    if have != want:
+        raise InstallError(f"{archive} has SHA-256 {have}, the recipe says {want}: redeploy the component")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        extract(archive, partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a refused zip leaves nothing (up to the bound) behind
+        raise
     for folder, _, _ in os.walk(partial):
         os.chmod(folder, 0o755)
     shutil.rmtree(target, ignore_errors=True)
@@ -237,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         python_ok()
         previous = version_in_use(args.work, [name for name in (args.link, "current") if name])
         folders = component_files(args)
-        if args.link:
-            replace_link(args.work / args.link, folders[0])
         if args.requirements:
             virtualenv(args.work, folders[0] / "requirements.txt")
+        if args.link:  # once the virtualenv is ready: a failed step leaves the old code with its old venv
+            replace_link(args.work / args.link, folders[0])
         if args.packages:
             publish_packages(args.work, args.version, folders)
         prune(args.work, {args.version, *([previous] if previous else [])})
