@@ -8,7 +8,8 @@
 - An outage is logged once when it starts, reminded every REMIND_SECONDS, and once when results go out
   again: a core refusing every publish never floods the log.
 - A result refused for good (PublishDeniedError: topic outside accessControl; PublishRejectedError: topic or
-  payload the core never takes) is dropped and counted: it never blocks the results behind it.
+  payload the core never takes) is dropped and counted: it never blocks the results behind it (logged at
+  ERROR once, then at most every REMIND_SECONDS with the count).
 - The queue holds at most `limit` results; past that the oldest is dropped and counted (warned about once
   per outage; the reminders say how many).
 - `spill()` writes what is still queued to `spill_path` (owner-only, JSON lines) when the component stops,
@@ -57,6 +58,7 @@ class ResultOutbox:
         self._outage: float | None = None  # when publishing started failing; None while it works
         self._reminded = 0.0
         self._full_warned = False
+        self._refusal_logged = -REMIND_SECONDS  # when a refusal for good was last logged
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -95,7 +97,7 @@ class ResultOutbox:
                 except (PublishDeniedError, PublishRejectedError) as exc:
                     self._queue.popleft()
                     self.refused += 1
-                    logger.error("result %s dropped: %s", payload.get("frame-id"), exc)
+                    self._refused_for_good(payload, exc)
                     continue
                 except PublishError as exc:
                     self.publish_failures += 1
@@ -106,6 +108,22 @@ class ResultOutbox:
                 sent += 1
             self._recovered(sent)
             return True
+
+    def _refused_for_good(self, payload: Mapping[str, Any], exc: PublishError) -> None:
+        """Called holding the lock: one ERROR line, then one per REMIND_SECONDS with the count."""
+        now = time.monotonic()
+        if now - self._refusal_logged < REMIND_SECONDS:
+            logger.debug("result %s dropped: %s", payload.get("frame-id"), exc)
+            return
+        self._refusal_logged = now
+        logger.error(
+            "result %s dropped, the core refuses it for good (%d refused so far; the next such line in"
+            " %.0f s at the earliest): %s",
+            payload.get("frame-id"),
+            self.refused,
+            REMIND_SECONDS,
+            exc,
+        )
 
     def _failed(self, exc: PublishError) -> None:
         """Called holding the lock: paces the next retry and logs the outage (once, then reminders)."""

@@ -15,9 +15,8 @@ A stop the core itself makes (a deployment replacing the dependency, the core st
 from __future__ import annotations
 
 from gglocal.nucleus import NucleusProfile
-from gglocal.runner import ComponentState
+from gglocal.runner import READY, ComponentState
 
-READY = (ComponentState.RUNNING, ComponentState.STOPPING, ComponentState.FINISHED)
 ENDED = (ComponentState.ERRORED, ComponentState.BROKEN, ComponentState.FINISHED)
 
 

@@ -124,10 +124,12 @@ class ComponentSet:
                 nucleus=identity.nucleus,
                 dependencies=dependencies,
                 echo=identity.echo,
+                hard_dependencies=lambda: self._hard_dependencies_of(name),
                 on_state=self._state_changed,
                 installed=installed,
             )
             self._runners[name] = runner
+            self._bound_stopped.discard(name)  # started again by whatever added it
         return runner
 
     def hard_dependents(self, names: Iterable[str]) -> list[str]:
@@ -151,16 +153,27 @@ class ComponentSet:
                         grew = True
         return [n for n in order if n in found]
 
-    def _state_changed(self, name: str, state: ComponentState) -> None:
-        """A runner's state changed: act on its HARD dependents as the profile's core does."""
+    def _hard_dependencies_of(self, name: str) -> list[ComponentRunner]:
         with self._lock:
-            runner = self._runners.get(name)
-            dependents = [
+            deps = self.planned[name].recipe.dependencies if name in self.planned else ()
+            return [
+                self._runners[d.name] for d in deps if d.dependency_type == "HARD" and d.name in self._runners
+            ]
+
+    def _hard_dependents_of(self, name: str) -> list[ComponentRunner]:
+        with self._lock:
+            return [
                 self._runners[n]
                 for n, planned in self.planned.items()
                 if n in self._runners
                 and any(d.dependency_type == "HARD" and d.name == name for d in planned.recipe.dependencies)
             ]
+
+    def _state_changed(self, name: str, state: ComponentState) -> None:
+        """A runner's state changed: act on its HARD dependents as the profile's core does."""
+        with self._lock:
+            runner = self._runners.get(name)
+        dependents = self._hard_dependents_of(name)
         stopped_by_core = runner is None or runner.stopping
         action = dependent_action(self.identity.nucleus, state, stopped_by_core=stopped_by_core)
         for dependent in dependents if action else ():
@@ -178,14 +191,19 @@ class ComponentSet:
             dependency,
             state,
         )
-        with self._lock:
-            self._bound_stopped.add(dependent.name)
         dependent.stop()
+        with self._lock:
+            if self._runners.get(dependent.name) is dependent:  # not replaced meanwhile by a deployment
+                self._bound_stopped.add(dependent.name)
 
     def take_bound_stopped(self) -> list[str]:
         """Components stopped because a HARD dependency ended (lite), in deployment order; forgotten now."""
         with self._lock:
-            names = [n for n in self.planned if n in self._bound_stopped and n in self._runners]
+            names = [
+                n
+                for n in self.planned
+                if n in self._bound_stopped and n in self._runners and not self._runners[n].alive
+            ]
             self._bound_stopped.clear()
         return names
 

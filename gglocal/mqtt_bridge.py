@@ -107,6 +107,7 @@ class MqttBridge:
             client_id=client_id or f"gglocal-{os.getpid()}",
             on_session=self._new_session,
             on_published=self._acknowledged,
+            on_lost=self._connection_lost,
         )
         self._sessions = 0  # successful connections so far
         self._cursor = 0  # the last sequence number sent
@@ -161,7 +162,8 @@ class MqttBridge:
         if problem := self.limits.refusal(message):
             raise IpcOperationError("InvalidArgumentsError", f"IoT Core would refuse this message: {problem}")
         if message.qos == 0 and not self.connected:
-            self.refused_qos0_offline += 1
+            with self._acked_cond:
+                self.refused_qos0_offline += 1
             raise IpcOperationError(
                 "ServiceError", "IoT Core is not connected and QoS 0 messages are not kept while offline"
             )
@@ -175,6 +177,11 @@ class MqttBridge:
         with self._acked_cond:
             self._sessions += 1
             self._acked_cond.notify_all()
+
+    def _connection_lost(self) -> None:
+        """The Java nucleus drops queued QoS 0 messages when its connection is interrupted."""
+        if gone := self.outbox.drop_qos0():
+            logger.info("connection lost: dropped %d queued QoS 0 message(s), as the nucleus does", gone)
 
     def _acknowledged(self, mid: int) -> None:
         with self._acked_cond:

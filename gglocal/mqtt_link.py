@@ -16,6 +16,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gglocal.iotcore import IotDelivery, IotMessage
@@ -24,6 +25,14 @@ from ggrules.topics import topic_matches
 logger = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
+
+
+@dataclass(frozen=True)
+class _NotSent:
+    """What ``publish`` answers for a message it did not hand to paho (``rc`` only, as paho's info)."""
+
+    rc: int
+    mid: int = 0
 
 
 class MqttLink:
@@ -38,6 +47,7 @@ class MqttLink:
         clean_sessions: bool = False,
         on_session: Callable[[], None] | None = None,
         on_published: Callable[[int], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         try:
             import paho.mqtt.client as mqtt
@@ -49,6 +59,7 @@ class MqttLink:
         self.clean_sessions = clean_sessions
         self._on_session = on_session or (lambda: None)
         self._on_published = on_published or (lambda mid: None)
+        self._on_lost = on_lost or (lambda: None)
         self._client_lock = threading.Lock()
         self._client = self._new_client()
         self.generation = 0
@@ -118,6 +129,9 @@ class MqttLink:
         """paho's MQTTMessageInfo (``mid``, ``rc``, ``is_published()``) and the ``generation`` of the client
         that took it; ValueError when paho refuses the message itself."""
         with self._client_lock:
+            if self.clean_sessions and not self._connected.is_set():
+                # not handed to paho: it would keep a QoS 1 copy and send it on the next connection
+                return _NotSent(int(self._mqtt.MQTT_ERR_NO_CONN)), self.generation
             info = self._client.publish(message.topic, message.payload, message.qos, message.retain)
             return info, self.generation
 
@@ -167,8 +181,13 @@ class MqttLink:
             logger.warning(
                 "disconnected from broker %s:%d (%s); will reconnect", self.host, self.port, reason_code
             )
+        was_up = self._connected.is_set()
         self._connected.clear()
-        if self.clean_sessions and not self._stopping.is_set():
+        if was_up:
+            self._on_lost()
+        # a connection that never came up held nothing: paho retries it with its own delay (replacing the
+        # client at once would retry a refusing broker in a tight loop)
+        if self.clean_sessions and was_up and not self._stopping.is_set():
             self.replace_client()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:

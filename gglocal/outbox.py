@@ -4,9 +4,11 @@ Messages stay until acknowledged, so those published while the broker is down, o
 the stand-in, are delivered later in order. It is bounded as the Java nucleus bounds its spooler
 (``Spool.queueCapacityCheck``): at most ``limit`` payload bytes (2.5 MiB by default, the nucleus's
 ``maxSizeInBytes``); a message that does not fit first makes the oldest QoS 0 messages go (dropped,
-counted, warned about); if it still does not fit, or is larger than the whole spool, it is refused
-(OutboxError, which the publisher sees as ServiceError: "Message spool is full") and nothing queued is
-dropped. QoS 1 messages are never dropped to make room.
+counted, warned about, and gone even if it then still does not fit, as in the nucleus); if it still does
+not fit, or is larger than the whole spool, it is refused (OutboxError, which the publisher sees as
+ServiceError: "Message spool is full"). QoS 1 messages are never dropped to make room. When the
+connection is lost every queued QoS 0 message goes (``drop_qos0``: the nucleus's ``keepQos0WhenOffline``
+is false by default).
 
 Disk faults (a full disk, an unwritable database) never escape as sqlite3 errors: ``put`` raises
 OutboxError (the publisher is answered ServiceError: the message was not accepted); ``ack`` and ``drop``
@@ -81,27 +83,15 @@ class Outbox:
     def put(self, message: IotMessage) -> None:
         """Store a message; OutboxError when it cannot be stored (it is then not accepted)."""
         size = len(message.payload)
-        if size > self.limit:
-            with self._cond:
-                self.refused += 1
-            raise OutboxError(
-                f"the message ({size} bytes) is larger than the whole spool ({self.limit} bytes); it was not"
-                " accepted"
-            )
         with self._cond:
             try:
-                dropped = self._make_room(size)
-                if dropped is None:
-                    self.refused += 1
-                    self._db.rollback()
-                    full = True
-                else:
-                    full = False
+                dropped, fits = self._make_room(size)
+                if fits:
                     self._db.execute(
                         "INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)",
                         (message.topic, message.payload, message.qos, int(message.retain)),
                     )
-                    self._db.commit()
+                self._db.commit()  # the QoS 0 messages dropped for room stay dropped, as in the nucleus
             except sqlite3.Error as exc:
                 self.refused += 1
                 self._failed("store a message", exc)
@@ -110,36 +100,57 @@ class Outbox:
                     f"Free disk space for {self.path}"
                 ) from exc
             self._recovered()
-            if full:
-                refused = self.refused
-            else:
+            self.dropped += dropped
+            self.refused += 0 if fits else 1
+            counts = (self.dropped, self.refused)
+            if fits:
                 self._cond.notify_all()
-                self.dropped += dropped or 0
-        if full:
-            if (held := self._full_log.ready()) is not None:
-                logger.warning(
-                    "spool full (%d bytes of QoS 1 messages wait): refused a message (%d refused so far, %d"
-                    " more not logged)",
-                    self.limit,
-                    refused,
-                    held,
-                )
-            raise OutboxError(f"Message spool is full ({self.limit} bytes); the message was not accepted")
         if dropped:
             logger.warning(
                 "spool full (%d bytes): dropped %d queued QoS 0 message(s) to make room; %d dropped so far",
                 self.limit,
                 dropped,
-                self.dropped,
+                counts[0],
             )
+        if fits:
+            return
+        if (held := self._full_log.ready()) is not None:
+            logger.warning(
+                "spool full (%d bytes): refused a %d-byte message (%d refused so far, %d more not logged)",
+                self.limit,
+                size,
+                counts[1],
+                held,
+            )
+        if size > self.limit:
+            raise OutboxError(
+                f"the message ({size} bytes) is larger than the whole spool ({self.limit} bytes); it was not"
+                " accepted"
+            )
+        raise OutboxError(f"Message spool is full ({self.limit} bytes); the message was not accepted")
 
-    def _make_room(self, size: int) -> int | None:
+    def drop_qos0(self) -> int:
+        """Remove every queued QoS 0 message (the connection was lost: the nucleus keeps none offline);
+        how many went."""
+        with self._cond:
+            try:
+                gone = self._db.execute("DELETE FROM outbox WHERE qos = 0").rowcount
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._failed("drop QoS 0 messages", exc)
+                return 0
+            self.dropped += gone
+            self._cond.notify_all()
+        return int(gone)
+
+    def _make_room(self, size: int) -> tuple[int, bool]:
         """Called holding the lock, inside a transaction: delete the oldest QoS 0 messages until ``size``
-        more bytes fit; how many went, or None when even without every QoS 0 message they do not fit."""
+        more bytes fit (Java ``Spool.queueCapacityCheck``: they go even when the message still does not
+        fit); how many went, and whether it fits now."""
         (held,) = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()
         excess = int(held) + size - self.limit
         if excess <= 0:
-            return 0
+            return 0, True
         victims: list[int] = []
         for seq, length in self._db.execute(
             "SELECT seq, LENGTH(payload) FROM outbox WHERE qos = 0 ORDER BY seq"
@@ -148,10 +159,8 @@ class Outbox:
                 break
             victims.append(int(seq))
             excess -= int(length)
-        if excess > 0:
-            return None
         self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in victims])
-        return len(victims)
+        return len(victims), excess <= 0
 
     def ack(self, seqs: int | Sequence[int]) -> bool:
         """Remove delivered messages; False (fault recorded) when the database cannot be written now."""

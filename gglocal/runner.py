@@ -45,7 +45,8 @@ class ComponentState(str, enum.Enum):
         return self.value
 
 
-STARTED = (ComponentState.RUNNING, ComponentState.FINISHED)
+READY = (ComponentState.RUNNING, ComponentState.STOPPING, ComponentState.FINISHED)
+"""A dependency in these states lets its dependents start (the Java nucleus's ``dependencyReady``)."""
 ERRORABLE = (ComponentState.NEW, ComponentState.STARTING, ComponentState.RUNNING)
 
 
@@ -86,6 +87,7 @@ class ComponentRunner:
         policy: RestartPolicy,
         nucleus: NucleusProfile = CLASSIC,
         dependencies: Sequence[ComponentRunner] = (),
+        hard_dependencies: Callable[[], Sequence[ComponentRunner]] = lambda: (),
         echo: bool = False,
         on_state: Callable[[str, ComponentState], None] | None = None,
         installed: bool = False,
@@ -98,7 +100,8 @@ class ComponentRunner:
         self.install_runs = 0
         self._error_times: list[float] = []
         self._limit = error_limit(nucleus.error_limit, policy.max_errors, policy.error_window_s)
-        self._deps = tuple(dependencies)
+        self._deps = tuple(dependencies)  # waited for at the first start
+        self._hard_deps = hard_dependencies  # the current runners of the HARD ones, waited for at restarts
         self._log = ComponentLog(spec.log_path, spec.name, echo=echo)
         self._on_state = on_state
         self._state = ComponentState.NEW
@@ -213,12 +216,17 @@ class ComponentRunner:
             self._steps.run_to_end("Shutdown", shutdown, force=True)
 
     # -- main loop -------------------------------------------------------------------------------
-    def _wait_for_dependencies(self) -> bool:
-        for dep in self._deps:
-            while not dep.wait_for(STARTED, POLL_S):
-                if self._stopping.is_set():
-                    return False
-        return True
+    def _wait_for_dependencies(self, *, restart: bool = False) -> bool:
+        """Until the dependencies are ready (False when stopped meanwhile): every one at the first start;
+        at a restart the HARD ones, by their current runners (a redeployment may have replaced them)."""
+        while True:
+            deps = self._hard_deps() if restart else self._deps
+            waiting = [d for d in deps if d.state not in READY]
+            if not waiting:
+                return True
+            waiting[0].wait_for(READY, POLL_S)
+            if self._stopping.is_set():
+                return False
 
     def _main(self) -> None:
         try:
@@ -241,10 +249,10 @@ class ComponentRunner:
             if ended.kind == "restart":
                 self.restarts += 1
                 install = ended.reinstall
-                if not self._wait_for_dependencies():  # a restart waits for HARD dependencies too
+                if not self._wait_for_dependencies(restart=True):
                     return
                 continue
-            if self._fail(ended.step):
+            if self._fail(ended.step) or not self._wait_for_dependencies(restart=True):
                 return
             install = ended.step == "Install"
 

@@ -160,7 +160,24 @@ def test_a_hard_dependency_that_dies_restarts_its_dependent_on_classic_and_stops
         done = gglocal("deployment", str(other), "--root", str(running), "--only", BYSTANDER)
         assert done.returncode == 0, done.stderr
         wait_for(lambda: len(starts(running, USER)) == 2, "User started again by the next deployment")
+        # stopped with its dependency again, then started by something else first: the next deployment
+        # must not start a second one
+        os.kill(pid_of(running, DATA), signal.SIGKILL)
+        wait_for(lambda: states(running)[USER] == "FINISHED", "User stopped with its dependency again")
+        wait_for(lambda: states(running)[DATA] == "RUNNING", "Data running again")
+        config = gglocal(
+            "config", "--root", str(running), "--component", USER, "--merge", '{"k": "1"}', "--cloud"
+        )
+        assert config.returncode == 0, config.stderr
+        wait_for(lambda: len(starts(running, USER)) == 3, "User started by the cloud configuration")
+        later = tmp_path / "bystander-1.2.0"
+        write_component(later, BYSTANDER, "1.2.0")
+        done = gglocal("deployment", str(later), "--root", str(running), "--only", BYSTANDER)
+        assert done.returncode == 0, done.stderr
+        wait_for(lambda: len(starts(running, BYSTANDER)) == 3, "Bystander 1.2.0 started")
+        time.sleep(2)
+        assert len(starts(running, USER)) == 3  # no second User
     else:
         wait_for(lambda: len(starts(running, USER)) == 2, "User restarted for its dependency")
     wait_for(lambda: states(running)[USER] == "RUNNING", "User running")
-    assert len(starts(running, BYSTANDER)) == (2 if lite else 1)  # SOFT: untouched by Data's death
+    assert len(starts(running, BYSTANDER)) == (3 if lite else 1)  # SOFT: untouched by Data's death

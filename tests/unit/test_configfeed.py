@@ -3,9 +3,10 @@ on its own) is read once it settles, never later than MAX_HOLD_S after its first
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from component import configfeed
 from component.configfeed import ConfigurationFeed
@@ -36,32 +37,50 @@ class StubCore:
         self.on_event(None)
 
 
+class Clock:
+    """configfeed's clock, moved by the test: no wall time, so a loaded machine changes nothing."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 def started(core: StubCore) -> ConfigurationFeed:
     feed = ConfigurationFeed(core)  # type: ignore[arg-type]
     assert feed.start() == core.configuration
     return feed
 
 
-def test_a_burst_of_key_events_is_read_once_when_it_settles() -> None:
+def test_a_burst_of_key_events_is_read_once_when_it_settles(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(configfeed, "time", clock)
     core = StubCore({"ModelVariant": "fp32", "BatchSize": "1"})
     feed = started(core)
     core.write("ModelVariant", "int8")
+    clock.now += configfeed.SETTLE_S / 2
     assert feed.poll() is None  # the next key may be on its way
     core.write("BatchSize", "2")
-    assert feed.poll() is None
-    time.sleep(configfeed.SETTLE_S + 0.05)
+    clock.now += configfeed.SETTLE_S / 2
+    assert feed.poll() is None  # settling counts from the last event
+    clock.now += configfeed.SETTLE_S
     assert feed.poll() == {"ModelVariant": "int8", "BatchSize": "2"}
     assert feed.poll() is None and core.reads == 2
 
 
-def test_events_that_keep_coming_are_read_within_the_hold_limit() -> None:
+def test_events_that_keep_coming_are_read_at_the_hold_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(configfeed, "time", clock)
     core = StubCore({"N": "0"})
     feed = started(core)
+    first = clock.now
     read_at: list[float] = []
-    first = time.monotonic()
     for n in range(1, 40):
         core.write("N", str(n))
         if feed.poll() is not None:
-            read_at.append(time.monotonic() - first)
-        time.sleep(configfeed.SETTLE_S / 2)
-    assert read_at and read_at[0] < configfeed.MAX_HOLD_S + 0.3, read_at
+            read_at.append(clock.now - first)
+        clock.now += configfeed.SETTLE_S / 2
+    assert read_at, "never read while events kept coming"
+    step = configfeed.SETTLE_S / 2  # polled once per event
+    assert configfeed.MAX_HOLD_S - step <= read_at[0] <= configfeed.MAX_HOLD_S + step, read_at

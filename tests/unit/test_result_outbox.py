@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent_client.errors import PublishError
+from agent_client.errors import PublishDeniedError, PublishError
 from component import outbox as outbox_module
 from component.outbox import REMIND_SECONDS, ResultOutbox
 
@@ -105,3 +105,27 @@ def test_a_long_outage_is_reminded_once_a_minute_not_at_every_attempt(
     assert lines[3].startswith("publishing still fails after 120 s")
     assert "256 result(s) kept" in lines[3] and "dropped so far" in lines[3]
     assert outbox.dropped == 1500 - 256 and len(outbox) == 256
+
+
+class DenyingCore(Core):
+    """A core that refuses every result for good (a topic outside accessControl)."""
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        self.attempts += 1
+        raise PublishDeniedError("PublishToIoTCore: not authorized for topic x")
+
+
+def test_results_refused_for_good_are_counted_and_logged_once_a_minute_not_once_each(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = ResultOutbox(DenyingCore())
+    with caplog.at_level(logging.DEBUG, logger="component.outbox"):
+        for frame in range(1, 101):  # ten results a second for ten seconds
+            outbox.put("x", {"frame-id": frame})
+            clock.now += 0.1
+        clock.now += REMIND_SECONDS
+        outbox.put("x", {"frame-id": 101})
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("result 1 dropped") and "(101 refused so far" in errors[1]
+    assert outbox.counts()["refused_results"] == 101 and len(outbox) == 0
