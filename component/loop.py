@@ -17,6 +17,11 @@ for everything that goes wrong on the way.
 - No frame from a live source within a second: state WAITING_FOR_SOURCE, asked again.
 - Between frames (and while waiting) the host applies configuration updates and model swaps and the loop
   beats the watchdog (`host.between()`), so a long outage still takes updates and never looks wedged.
+- Reading ahead (prefetch.py): while a batch is on the agent and the next frame is due at once
+  (InferenceInterval 0, MaxFrames not reached), the next frame is read and prepared on a worker thread;
+  the loop takes it as the next batch's first frame and handles its outcome (counted, skipped, the source
+  ended) as if it had read it then. The worker has finished before `host.between()` runs. A frame read
+  ahead is held through an outage, prepared again after a model swap, and dropped only at stop.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .frames import Classification, Frame
 from .metrics import Metrics
 from .outbox import ResultOutbox
 from .pipeline import PreparedFrame
+from .prefetch import Ahead, Prefetcher
 from .results import ModelIdentity, to_payload
 from .sources import FrameSource
 from .swap import ActiveModel
@@ -98,12 +104,19 @@ class RunLoop:
         self.state = "STARTING"
         self.ended = False
         self._backoff = Backoff()
+        self._prefetch = Prefetcher()
 
     def counts(self) -> Mapping[str, int]:
         return asdict(self.counters)
 
     def run(self) -> None:
         """Batches of frames until stopped, the source ends, or MaxFrames frames were handled."""
+        try:
+            self._run()
+        finally:
+            self._prefetch.close()
+
+    def _run(self) -> None:
         started = -math.inf
         while not self._done():
             if not self._sleep_after(started):
@@ -125,12 +138,18 @@ class RunLoop:
         """Waits until the interval (as configured now) has passed since started; False when stopped.
         Updates are applied meanwhile, so a shorter interval takes effect at once."""
         while True:
-            self.host.between()
+            self._between()
             remaining = started + self.host.config.inference_interval - time.monotonic()
             if remaining <= 0:
                 return not self._done()
             if self.stop.wait(min(remaining, WAKE_SECONDS)):
                 return False
+
+    def _between(self) -> None:
+        """host.between(), once a read ahead has ended (never while the worker may use the source or the
+        model); skipped when stopped first."""
+        if self._prefetch.settle(self.stop, WAKE_SECONDS):
+            self.host.between()
 
     # -- frames ---------------------------------------------------------------------------------------
 
@@ -142,19 +161,23 @@ class RunLoop:
             wanted = min(wanted, self.host.config.max_frames - self.counters.frames)
         pipeline = self.host.active.pipeline
         while len(batch) < wanted and not self.stop.is_set():
-            frame = self._next_frame(first=not batch)
+            if not self._prefetch.settle(self.stop, WAKE_SECONDS):
+                break
+            ahead = self._prefetch.take()
+            frame = self._next_frame(first=not batch, ahead=ahead)
             if frame is None:
                 break
             try:
-                batch.append(pipeline.prepare(frame))
+                batch.append(ahead.prepare(pipeline, frame) if ahead else pipeline.prepare(frame))
             except FrameError as exc:
                 self.counters.bad_frames += 1
                 logger.warning("skipping frame %d (%s): %s", frame.frame_id, frame.source, exc)
         return batch
 
-    def _next_frame(self, first: bool) -> Frame | None:
+    def _next_frame(self, first: bool, ahead: Ahead | None = None) -> Frame | None:
+        """The next frame from the source, or the one read ahead; None when there is none now."""
         try:
-            frame = self.host.source.next_frame()
+            frame = ahead.read() if ahead else self.host.source.next_frame()
         except FrameTimeoutError as exc:
             logger.debug("%s", exc)  # a live source between frames or reconnecting
             if first:
@@ -190,6 +213,8 @@ class RunLoop:
                     return []
             try:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
+                if self._read_ahead_now():
+                    self._prefetch.start(self.host.source, active.pipeline)
                 results = active.pipeline.infer(batch)
             except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
@@ -249,6 +274,17 @@ class RunLoop:
             return [(result, active.identity) for result in results]
         return []
 
+    def _read_ahead_now(self) -> bool:
+        """Whether the frame after this batch is due as soon as it is classified (and none is read yet)."""
+        config = self.host.config
+        limit = config.max_frames
+        return (
+            config.inference_interval <= 0
+            and not self._prefetch.holding
+            and not self.ended
+            and not (limit and self.counters.frames >= limit)
+        )
+
     def _prepare_again(self, batch: list[PreparedFrame]) -> list[PreparedFrame]:
         prepared = []
         for item in batch:
@@ -263,7 +299,7 @@ class RunLoop:
         """Waits, taking updates and beating the watchdog meanwhile."""
         deadline = time.monotonic() + seconds
         while not self.stop.is_set():
-            self.host.between()
+            self._between()
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.stop.wait(min(remaining, WAKE_SECONDS)):
                 return

@@ -1,0 +1,180 @@
+"""Reading ahead (component/prefetch.py) inside the run loop: the next frame read and prepared on the worker
+while a batch is on the agent, and every guarantee of the loop kept (no sockets)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from agent_client.errors import AgentUnavailableError, FrameError
+from component.frames import Frame
+from component.pipeline import PreparedFrame
+from component.prefetch import Ahead, Prefetcher, read_ahead
+from component.results import ModelIdentity
+
+from .test_loop import IMAGE, ListSource, RecordingPublisher, ScriptedPipeline, frame_ids, make_loop
+
+
+class ThreadNotingPipeline(ScriptedPipeline):
+    """Also notes which thread prepared each frame."""
+
+    def __init__(self, errors: dict[int, list[Exception]] | None = None) -> None:
+        super().__init__(errors)
+        self.threads: dict[int, str] = {}
+
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        self.threads[frame.frame_id] = threading.current_thread().name
+        return super().prepare(frame)
+
+
+def ahead_ids(pipeline: ThreadNotingPipeline) -> list[int]:
+    return sorted(i for i, name in pipeline.threads.items() if name == "prefetch")
+
+
+def no_prefetch_thread() -> bool:
+    return not any(t.name == "prefetch" for t in threading.enumerate())
+
+
+def test_the_next_frame_is_prepared_while_the_batch_is_on_the_agent_and_order_and_ids_are_kept() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ThreadNotingPipeline()
+    loop, _ = make_loop(list(range(1, 7)), pipeline, publisher)
+    loop.run()
+    assert frame_ids(publisher) == [1, 2, 3, 4, 5, 6]
+    assert pipeline.calls == [1, 2, 3, 4, 5, 6] and pipeline.prepared == [1, 2, 3, 4, 5, 6]
+    assert ahead_ids(pipeline) == [2, 3, 4, 5, 6]  # the first is read before any Predict
+    assert loop.counters.frames == 6 and loop.ended
+    assert no_prefetch_thread()
+
+
+def test_a_bad_frame_read_or_prepared_ahead_is_skipped_and_counted_as_before() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ThreadNotingPipeline({4: [FrameError("cannot preprocess")]})
+    loop, _ = make_loop([1, FrameError("truncated"), 3, 4, 5], pipeline, publisher)
+    loop.run()
+    assert frame_ids(publisher) == [1, 3, 5]
+    assert loop.counters.bad_frames == 2 and loop.counters.frames == 5
+    assert pipeline.threads[4] == "prefetch"
+
+
+def test_a_frame_read_ahead_during_an_outage_is_held_and_used_next_read_once() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ThreadNotingPipeline({1: [AgentUnavailableError("down")] * 3})
+    loop, _ = make_loop([1, 2, 3], pipeline, publisher)
+    loop.run()
+    assert pipeline.batches == [[1], [1], [1], [1], [2], [3]]
+    assert pipeline.prepared == [1, 2, 3]  # frame 2 read and prepared once, during the first attempt
+    assert frame_ids(publisher) == [1, 2, 3] and loop.counters.frames == 3
+
+
+def test_a_model_swap_prepares_the_frame_read_ahead_again_with_the_new_model() -> None:
+    old = ThreadNotingPipeline({1: [AgentUnavailableError("down")] * 1000})
+    new = ThreadNotingPipeline()
+    publisher = RecordingPublisher()
+    loop, host = make_loop([1, 2, 3], old, publisher)
+    host.on_between[5] = lambda h: setattr(
+        h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
+    )
+    loop.run()
+    assert old.prepared == [1, 2]  # 2 read ahead for the old model while 1 was held
+    assert new.prepared == [1, 2, 3] and new.calls == [1, 2, 3]
+    assert new.threads[2] == "MainThread" and new.threads[3] == "prefetch"
+    assert [payload["model"]["name"] for _, payload in publisher.messages] == ["n", "n", "n"]
+
+
+def test_updates_are_never_applied_while_a_frame_is_read_ahead() -> None:
+    reading = threading.Event()
+    overlaps: list[int] = []
+
+    class SlowSource(ListSource):
+        def next_frame(self) -> Frame | None:
+            reading.set()
+            time.sleep(0.002)
+            try:
+                return super().next_frame()
+            finally:
+                reading.clear()
+
+    loop, host = make_loop([], ThreadNotingPipeline(), RecordingPublisher())
+    host.source = SlowSource(list(range(1, 30)))
+    between = host.between
+
+    def checked() -> None:
+        if reading.is_set():
+            overlaps.append(host.betweens)
+        between()
+
+    host.between = checked  # type: ignore[method-assign]
+    loop.run()
+    assert overlaps == [] and loop.counters.frames == 29
+
+
+def test_max_frames_never_reads_a_frame_beyond_it() -> None:
+    publisher = RecordingPublisher()
+    pipeline = ThreadNotingPipeline()
+    loop, host = make_loop(list(range(1, 10)), pipeline, publisher, max_frames=4)
+    loop.run()
+    assert frame_ids(publisher) == [1, 2, 3, 4]
+    assert pipeline.prepared == [1, 2, 3, 4] and len(host.source.items) == 5
+
+
+def test_with_an_inference_interval_nothing_is_read_ahead() -> None:
+    pipeline = ThreadNotingPipeline()
+    loop, _ = make_loop([1, 2, 3], pipeline, RecordingPublisher(), inference_interval=0.01)
+    loop.run()
+    assert set(pipeline.threads.values()) == {"MainThread"} and pipeline.calls == [1, 2, 3]
+
+
+def test_stop_during_a_read_ahead_ends_the_loop_and_joins_the_worker_within_its_bound() -> None:
+    release = threading.Event()
+
+    class BlockingSource(ListSource):
+        def next_frame(self) -> Frame | None:
+            if self.items and self.items[0] == 2:
+                release.wait(0.5)  # a live source waiting for its next frame
+            return super().next_frame()
+
+    publisher = RecordingPublisher()
+    loop, host = make_loop([], ThreadNotingPipeline(), publisher)
+    host.source = BlockingSource([1, 2, 3])
+    timer = threading.Timer(0.05, loop.stop.set)
+    timer.start()
+    started = time.monotonic()
+    loop.run()
+    timer.join()
+    assert time.monotonic() - started < 1.5
+    assert frame_ids(publisher) == [1]  # frame 2, still being read at stop, is dropped
+    assert no_prefetch_thread()
+
+
+def test_an_unexpected_error_in_a_read_ahead_is_raised_by_the_loop_where_the_read_was() -> None:
+    source = ListSource([RuntimeError("bug")])
+    ahead = read_ahead(source, ScriptedPipeline())
+    assert isinstance(ahead.read_error, RuntimeError)
+    with pytest.raises(RuntimeError, match="bug"):
+        ahead.read()
+
+
+def test_ahead_prepares_again_for_another_pipeline_only() -> None:
+    old, new = ScriptedPipeline(), ScriptedPipeline()
+    frame = Frame(frame_id=7, timestamp=1.0, source="x", image=IMAGE)
+    ahead = Ahead(frame, old, prepared=old.prepare(frame))
+    assert ahead.prepare(old, frame) is ahead.prepared
+    assert ahead.prepare(new, frame).frame is frame and new.prepared == [7]
+
+
+def test_the_prefetcher_holds_one_frame_and_refuses_a_second_read() -> None:
+    prefetcher = Prefetcher()
+    source, pipeline = ListSource([1, 2]), ScriptedPipeline()
+    prefetcher.start(source, pipeline)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="already read ahead"):
+        prefetcher.start(source, pipeline)  # type: ignore[arg-type]
+    assert prefetcher.settle(threading.Event())
+    ahead = prefetcher.take()
+    assert ahead is not None and ahead.frame is not None and ahead.frame.frame_id == 1
+    assert prefetcher.take() is None and not prefetcher.holding
+    prefetcher.close()
+    assert no_prefetch_thread()
