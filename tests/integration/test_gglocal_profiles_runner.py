@@ -102,7 +102,8 @@ def test_another_component_s_variable_cuts_a_lite_script_off(
     nucleus: str, core_for: CoreFactory, tmp_path: Path
 ) -> None:
     core = core_for(nucleus)
-    lib = component("com.example.Lib", {"run": "true"})
+    # Lib keeps running: a HARD dependency whose run step ends stops its dependent on lite (BindsTo=)
+    lib = component("com.example.Lib", {"run": "exec sleep 600"})
     app = component(
         "com.example.App",
         {"run": "echo before > before.txt; echo {com.example.Lib:work:path} > after.txt"},
