@@ -1,14 +1,13 @@
 """`python build.py` on the project itself, and the zips it builds run on their own.
 
-The real tree is built when its model and images are there; until then a copy of it with a tiny stand-in
-model and images is (--project-root), so that the code, templates and pins are always the real ones.
+The real tree is built (its code, templates, pins, models and images); tests/unit/test_build_*.py build a
+copy with stand-in artifacts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,9 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 VERSION = json.loads((ROOT / "gdk-config.json").read_text())["component"][
     "edgeclassifier.ImageClassification"
 ]["version"]
-MODEL_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0"
-IMAGES_DIR = ROOT / "artifacts" / "images"
-REAL_ARTIFACTS = (MODEL_DIR / "model.onnx").is_file() and (IMAGES_DIR / "SOURCES.md").is_file()
 COMPONENTS = (
     "edgeclassifier.Model.EfficientNetLite0",
     "edgeclassifier.Agent",
@@ -33,31 +29,11 @@ COMPONENTS = (
 )
 
 
-def project_root(tmp_path: Path) -> Path:
-    """The real tree, or a copy of its code with stand-in artifacts while those are not in the tree yet."""
-    if REAL_ARTIFACTS:
-        return ROOT
-    copy = tmp_path / "project"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("component", "agent", "agent_client", "modelpkg", "ggrules", "recipes", "requirements"):
-        shutil.copytree(ROOT / name, copy / name, ignore=ignore)
-    shutil.copy(ROOT / "gdk-config.json", copy)
-    (copy / "artifacts" / "images").mkdir(parents=True)
-    (copy / "artifacts" / "images" / "sample.jpg").write_bytes(b"\xff\xd8\xff\xd9")
-    (copy / "artifacts" / "images" / "SOURCES.md").write_text("stand-in\n")
-    model = copy / "artifacts" / "models" / "efficientnet-lite0"
-    model.mkdir(parents=True)
-    for name, text in {"model.onnx": "onnx", "manifest.json": "{}", "labels.txt": "tench\n"}.items():
-        (model / name).write_text(text)
-    return copy
-
-
 @pytest.fixture(scope="module")
 def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp_path = tmp_path_factory.mktemp("build")
-    root = project_root(tmp_path)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "build.py"), "--project-root", str(root), "--out", str(tmp_path / "out")],
+        [sys.executable, str(ROOT / "build.py"), "--project-root", str(ROOT), "--out", str(tmp_path / "out")],
         cwd=tmp_path,
         capture_output=True,
         text=True,
