@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gglocal.errors import IpcOperationError, MqttNotReadyError
-from gglocal.iotcore import IotDelivery, IotMessage
+from gglocal.iotcore import IotMessage
 from gglocal.mqtt_bridge import MqttLimits
-from gglocal.mqtt_link import MqttLink
+from gglocal.mqtt_link import MqttLink, OnLink
 from gglocal.throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def packet_bytes(message: IotMessage) -> int:
     return 1 + length_bytes + remaining
 
 
-class IotcoredBridge:
+class IotcoredBridge(OnLink):
     """IotCore implementation that publishes straight to the broker at ``host:port``, as lite's iotcored."""
 
     def __init__(
@@ -94,13 +93,6 @@ class IotcoredBridge:
             self.refused_in_flight,
             self.lost_in_flight,
         )
-
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._link.wait_connected(timeout)
 
     def status(self) -> dict[str, Any]:
         """The connection, what is in flight and the counters of publishes refused or lost."""
@@ -145,9 +137,6 @@ class IotcoredBridge:
                 self._in_flight.append(InFlight(info, generation, size))
             else:
                 self.delivered += 1
-
-    def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
-        return self._link.subscribe(topic_filter, qos, deliver)
 
     # -- in flight (called holding the lock) -----------------------------------------------------
     def _settle(self) -> None:

@@ -26,13 +26,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gglocal.errors import IpcOperationError
-from gglocal.iotcore import IotDelivery, IotMessage
-from gglocal.mqtt_link import MqttLink
+from gglocal.iotcore import IotMessage
+from gglocal.mqtt_link import MqttLink, OnLink
 from gglocal.outbox import Outbox, OutboxEntry
 from gglocal.throttle import LogThrottle
 from ggrules.topics import validate_topic
@@ -82,7 +81,7 @@ def parse_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-class MqttBridge:
+class MqttBridge(OnLink):
     """The Java nucleus's IoT Core side on a broker at ``host:port``: every message accepted into the outbox
     (the spooler) and delivered from it in order; reconnects on its own (:class:`MqttLink`)."""
 
@@ -133,13 +132,6 @@ class MqttBridge:
             self._unremoved.clear()
         logger.info("MQTT bridge stopped (%d delivered, %d left in outbox)", self.delivered, len(self.outbox))
 
-    @property
-    def connected(self) -> bool:
-        return self._link.connected
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._link.wait_connected(timeout)
-
     def status(self) -> dict[str, Any]:
         """Broker connection, delivery counters and the outbox's state (with any disk fault)."""
         return {
@@ -168,9 +160,6 @@ class MqttBridge:
                 "ServiceError", "IoT Core is not connected and QoS 0 messages are not kept while offline"
             )
         self.outbox.put(message)
-
-    def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
-        return self._link.subscribe(topic_filter, qos, deliver)
 
     # -- link events (paho's thread) -------------------------------------------------------------
     def _new_session(self) -> None:

@@ -203,3 +203,19 @@ class MqttLink:
                 deliver(message)
             except Exception:
                 logger.exception("delivering %s from IoT Core failed", message.topic)
+
+
+class OnLink:
+    """What a bridge answers straight from its connection (``_link``)."""
+
+    _link: MqttLink
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._link.wait_connected(timeout)
+
+    def subscribe(self, topic_filter: str, qos: int, deliver: IotDelivery) -> Callable[[], None]:
+        return self._link.subscribe(topic_filter, qos, deliver)

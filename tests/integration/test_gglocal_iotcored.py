@@ -13,6 +13,7 @@ from awsiot.greengrasscoreipc import model
 
 from gglocal import Core
 from gglocal.iotcore import status_lines
+from tests.gglocal_builds import publish_access
 from tests.gglocal_helpers import wait_until
 
 if TYPE_CHECKING:
@@ -22,13 +23,7 @@ pytest_plugins = ["tests.gglocal_fixtures"]
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 10.0
-ACCESS = {
-    "accessControl": {
-        "aws.greengrass.ipc.mqttproxy": {
-            "p": {"operations": ["aws.greengrass#PublishToIoTCore"], "resources": ["iotcored/#"]}
-        }
-    }
-}
+ACCESS = publish_access("iotcored/#")
 CoreFor = Callable[..., Core]
 
 
