@@ -83,6 +83,13 @@ class Outbox:
     def put(self, message: IotMessage) -> None:
         """Store a message; OutboxError when it cannot be stored (it is then not accepted)."""
         size = len(message.payload)
+        if size > self.limit:  # checked first, as the nucleus does: nothing queued is dropped for it
+            with self._cond:
+                self.refused += 1
+            raise OutboxError(
+                f"the message ({size} bytes) is larger than the whole spool ({self.limit} bytes); it was not"
+                " accepted"
+            )
         with self._cond:
             try:
                 dropped, fits = self._make_room(size)
@@ -101,7 +108,8 @@ class Outbox:
                 ) from exc
             self._recovered()
             self.dropped += dropped
-            self.refused += 0 if fits else 1
+            if not fits:
+                self.refused += 1
             counts = (self.dropped, self.refused)
             if fits:
                 self._cond.notify_all()
@@ -121,11 +129,6 @@ class Outbox:
                 size,
                 counts[1],
                 held,
-            )
-        if size > self.limit:
-            raise OutboxError(
-                f"the message ({size} bytes) is larger than the whole spool ({self.limit} bytes); it was not"
-                " accepted"
             )
         raise OutboxError(f"Message spool is full ({self.limit} bytes); the message was not accepted")
 

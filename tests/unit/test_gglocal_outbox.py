@@ -43,6 +43,12 @@ def test_a_full_spool_drops_queued_qos0_first_and_then_refuses_qos1_keeping_what
     assert full.value.error_name == "ServiceError"
     with pytest.raises(OutboxError, match="larger than the whole spool"):
         outbox.put(IotMessage("t/big", b"x" * 31, 0))
+    small = Outbox(":memory:", limit=30)
+    small.put(IotMessage("t/q0", b"x" * 10, 0))
+    with pytest.raises(OutboxError, match="larger than the whole spool"):
+        small.put(IotMessage("t/big", b"x" * 31, 1))
+    assert len(small) == 1 and small.dropped == 0  # refused before any QoS 0 message is dropped for it
+    small.close()
     topics = []
     after = 0
     while (entry := outbox.head(after)) is not None:
