@@ -192,10 +192,9 @@ class ConfigStore:
                 return self._replace(component, _merged(self._configs.get(component, {}), value, path))
         changed: list[KeyPath] = []
         for leaf, item in _leaves(value, tuple(path)):
-            with self._lock:
+            with self._lock:  # read, merge and swap in one hold: no concurrent write is lost in between
                 current = self._configs.get(component, {})
-                merged = _merged(current, {leaf[-1]: item}, leaf[:-1])
-            changed += self._replace(component, merged)
+                changed += self._replace(component, _merged(current, {leaf[-1]: item}, leaf[:-1]))
         return changed
 
     def reset(
