@@ -137,21 +137,16 @@ class ComponentSet:
         deployment order: both cores restart them when such a dependency is redeployed (the Java nucleus
         stops and starts dependers; lite's units are BindsTo= theirs)."""
         changed = set(names)
-        found: list[str] = []
+        found: set[str] = set()
+        waiting = list(changed)
+        while waiting:
+            for dependent in self._hard_dependents_of(waiting.pop()):
+                if dependent.name not in changed:
+                    changed.add(dependent.name)
+                    found.add(dependent.name)
+                    waiting.append(dependent.name)
         with self._lock:
-            order = [n for n in self.planned if n in self._runners]
-            grew = True
-            while grew:
-                grew = False
-                for name in order:
-                    if name in changed:
-                        continue
-                    deps = self.planned[name].recipe.dependencies
-                    if any(d.dependency_type == "HARD" and d.name in changed for d in deps):
-                        changed.add(name)
-                        found.append(name)
-                        grew = True
-        return [n for n in order if n in found]
+            return [n for n in self.planned if n in self._runners and n in found]
 
     def _hard_dependencies_of(self, name: str) -> list[ComponentRunner]:
         with self._lock:
