@@ -121,8 +121,7 @@ class IotcoredBridge(OnLink):
         with self._lock:  # one publish at a time, as iotcored's one MQTT context
             self._settle()
             if not self._link.connected:
-                self.refused_not_connected += 1
-                self._refuse("the MQTT connection to IoT Core is down (not connected)", message)
+                self._refuse_not_connected(message)
             if message.qos == 1 and (room := self._no_room(size)):
                 self.refused_in_flight += 1
                 self._refuse(room, message)
@@ -131,8 +130,7 @@ class IotcoredBridge(OnLink):
             except ValueError as exc:  # paho refuses it (invalid topic, payload too large)
                 raise IpcOperationError("InvalidArgumentsError", f"paho refused it: {exc}") from exc
             if info.rc != self._link.success:  # the connection ended a moment ago
-                self.refused_not_connected += 1
-                self._refuse("the MQTT connection to IoT Core is down (not connected)", message)
+                self._refuse_not_connected(message)
             if message.qos == 1:
                 self._in_flight.append(InFlight(info, generation, size))
             else:
@@ -168,6 +166,10 @@ class IotcoredBridge(OnLink):
                 f" in {self.in_flight_bytes}"
             )
         return None
+
+    def _refuse_not_connected(self, message: IotMessage) -> None:
+        self.refused_not_connected += 1
+        self._refuse("the MQTT connection to IoT Core is down (not connected)", message)
 
     def _refuse(self, why: str, message: IotMessage) -> None:
         if (held := self._refusal_log.ready()) is not None:
