@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 from awsiot.greengrasscoreipc import model
@@ -54,21 +54,42 @@ def publisher(core: Core, ipc_client: Callable[[Any, str], Any]) -> Callable[[by
     return publish
 
 
+class Rig(NamedTuple):
+    """A started core on the test broker, a component publishing through it, a subscriber on the broker."""
+
+    core: Core
+    publish: Callable[..., None]
+    subscriber: MqttSubscriber
+
+
+RigFor = Callable[..., Rig]
+
+
+@pytest.fixture
+def rig_for(
+    core_on_broker: CoreFor,
+    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
+    ipc_client: Callable[[Any, str], Any],
+) -> RigFor:
+    """Factory: a Rig for the given profile (and Core options)."""
+
+    def make(nucleus: str, **options: Any) -> Rig:
+        subscriber = mqtt_subscriber(["iotcored/#"])
+        core = core_on_broker(nucleus, **options)
+        return Rig(core, publisher(core, ipc_client), subscriber)
+
+    return make
+
+
 def payloads(subscriber: MqttSubscriber) -> list[bytes]:
     return [m.payload for m in subscriber.messages]
 
 
 @pytest.mark.parametrize("nucleus", ["lite", "classic"])
 def test_a_publish_while_the_broker_is_down_is_refused_on_lite_and_spooled_on_classic(
-    nucleus: str,
-    core_on_broker: CoreFor,
-    mosquitto: Mosquitto,
-    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
-    ipc_client: Callable[[Any, str], Any],
+    nucleus: str, rig_for: RigFor, mosquitto: Mosquitto
 ) -> None:
-    subscriber = mqtt_subscriber(["iotcored/#"])
-    core = core_on_broker(nucleus)
-    publish = publisher(core, ipc_client)
+    core, publish, subscriber = rig_for(nucleus)
     publish(b"before")
     assert subscriber.wait_until(lambda got: b"before" in [m.payload for m in got], TIMEOUT)
 
@@ -103,15 +124,9 @@ def test_a_publish_while_the_broker_is_down_is_refused_on_lite_and_spooled_on_cl
 
 @pytest.mark.parametrize("nucleus", ["lite", "classic"])
 def test_lite_refuses_the_11th_unacknowledged_qos1_publish_at_once_and_classic_queues_it(
-    nucleus: str,
-    core_on_broker: CoreFor,
-    mosquitto: Mosquitto,
-    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
-    ipc_client: Callable[[Any, str], Any],
+    nucleus: str, rig_for: RigFor, mosquitto: Mosquitto
 ) -> None:
-    subscriber = mqtt_subscriber(["iotcored/#"])
-    core = core_on_broker(nucleus)
-    publish = publisher(core, ipc_client)
+    core, publish, subscriber = rig_for(nucleus)
     mosquitto.pause()  # a real fault: the connection stays up, nothing is acknowledged
     try:
         for index in range(10):
@@ -139,16 +154,11 @@ def test_lite_refuses_the_11th_unacknowledged_qos1_publish_at_once_and_classic_q
 
 
 def test_a_full_spool_on_classic_refuses_a_qos1_publish_and_keeps_every_one_it_accepted(
-    core_on_broker: CoreFor,
-    mosquitto: Mosquitto,
-    mqtt_subscriber: Callable[[list[str]], MqttSubscriber],
-    ipc_client: Callable[[Any, str], Any],
+    rig_for: RigFor, mosquitto: Mosquitto
 ) -> None:
     """The Java nucleus's spooler holds so many payload bytes; a QoS 1 message that does not fit is answered
     ServiceError (the publisher must keep it), and nothing it accepted before is dropped for it."""
-    subscriber = mqtt_subscriber(["iotcored/#"])
-    core = core_on_broker("classic", spool_bytes=100)
-    publish = publisher(core, ipc_client)
+    core, publish, subscriber = rig_for("classic", spool_bytes=100)
     mosquitto.stop()
     assert wait_until(lambda: not core.iot_status()["connected"], TIMEOUT)
     publish(b"a" * 40)
