@@ -192,9 +192,10 @@ class ConfigStore:
                 return self._replace(component, _merged(self._configs.get(component, {}), value, path))
         changed: list[KeyPath] = []
         for leaf, item in _leaves(value, tuple(path)):
-            with self._lock:  # read, merge and swap in one hold: no concurrent write is lost in between
+            with self._lock:
                 current = self._configs.get(component, {})
-                changed += self._replace(component, _merged(current, {leaf[-1]: item}, leaf[:-1]))
+                merged = _merged(current, {leaf[-1]: item}, leaf[:-1])
+            changed += self._replace(component, merged)
         return changed
 
     def reset(
