@@ -41,7 +41,7 @@ import numpy as np
 from . import agent_pb2 as pb
 from . import agent_pb2_grpc
 from .errors import AgentUnavailableError, ConfigError, InvalidRequestError
-from .rpc import CallPolicy, call
+from .rpc import CallPolicy, SentCall, call
 from .shm import OwnedSegment
 from .sockets import default_trusted_uids, verify_agent_socket
 from .tensors import TensorInfo, from_bytes, to_shared_memory_tensor, to_tensor
@@ -302,9 +302,21 @@ class AgentClient:
             finally:
                 self._shm.lock.release()
         else:
-            request = pb.PredictRequest(name=name, tensors=[to_tensor(k, v) for k, v in arrays.items()])
-            reply = self._call(self._stub.Predict, request, what)
-        return tuple(_decode_output(i, tensor, outputs) for i, tensor in enumerate(reply.tensors))
+            reply = self._call(self._stub.Predict, _predict_request(name, arrays), what)
+        return _outputs(reply, outputs)
+
+    def send_predict(
+        self,
+        name: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Sequence[TensorInfo] | None = None,
+    ) -> SentPredict:
+        """Sends a Predict and returns at once; `result()` of what it returns gives what `predict` would
+        have returned or raised (tensors go as byte_data: the one shared memory segment stays with
+        `predict`). For a second request on the agent while the caller waits for a first one."""
+        arrays = {key: np.ascontiguousarray(value) for key, value in inputs.items()}
+        request = _predict_request(name, arrays)
+        return SentPredict(SentCall(self._stub.Predict, request, f"Predict {name}", self._policy()), outputs)
 
     def capture_data(
         self,
@@ -340,13 +352,40 @@ class AgentClient:
     def _call(
         self, method: Callable[..., Response], request: Any, what: str, timeout: float | None = None
     ) -> Response:
-        policy = CallPolicy(
+        return call(method, request, what, self._policy(timeout))
+
+    def _policy(self, timeout: float | None = None) -> CallPolicy:
+        return CallPolicy(
             timeout=self.options.timeout if timeout is None else timeout,
             retries=self.options.retries,
             backoff=self.options.backoff,
             blocking_max_bytes=self.options.blocking_max_bytes,
+            socket_path=self.socket_path,
+            before_attempt=self._trust.check,
         )
-        return call(method, request, what, policy, self.socket_path, self._trust.check)
+
+
+class SentPredict:
+    """A Predict sent by `AgentClient.send_predict`: `result()` waits for its outputs, `cancel()` gives it
+    up."""
+
+    def __init__(self, sent: SentCall[pb.PredictResponse], outputs: Sequence[TensorInfo] | None) -> None:
+        self._sent = sent
+        self._outputs = outputs
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        return _outputs(self._sent.result(), self._outputs)
+
+    def cancel(self) -> None:
+        self._sent.cancel()
+
+
+def _predict_request(name: str, arrays: Mapping[str, np.ndarray]) -> pb.PredictRequest:
+    return pb.PredictRequest(name=name, tensors=[to_tensor(k, v) for k, v in arrays.items()])
+
+
+def _outputs(reply: pb.PredictResponse, outputs: Sequence[TensorInfo] | None) -> tuple[np.ndarray, ...]:
+    return tuple(_decode_output(i, tensor, outputs) for i, tensor in enumerate(reply.tensors))
 
 
 def _decode_output(index: int, tensor: pb.Tensor, fallback: Sequence[TensorInfo] | None) -> np.ndarray:

@@ -14,6 +14,10 @@ The frozen-agent guard: gRPC's own deadline does not fire while a request sits i
 DEADLINE_GRACE_S and then cancelled. A smaller request (the default bound, 64 KiB, fits the socket buffer
 many times; shared memory tensors make a Predict that small) cannot get stuck that way and uses the plain
 blocking call with the same deadline, which saves the channel thread `.future()` starts (about 0.2 ms).
+
+Sending ahead (`SentCall`): a call sent through `.future()` and answered later (SentCall.result), so that a
+caller can have a second request on the agent while it waits for the first; the answer is waited for and
+translated exactly as `call` does, the deadline counted from the send.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 
@@ -54,6 +58,8 @@ class CallPolicy:
     retries: int
     backoff: float
     blocking_max_bytes: int
+    socket_path: Path  # named in the errors
+    before_attempt: Callable[[], None]  # runs before each attempt: the client's trust check, which may raise
 
 
 def call(
@@ -61,29 +67,25 @@ def call(
     request: Any,
     what: str,
     policy: CallPolicy,
-    socket_path: Path,
-    before_attempt: Callable[[], None],
+    sent: SentCall[Response] | None = None,
 ) -> Response:
-    """Sends request through method within policy.timeout; before_attempt runs before each attempt (the
-    client's trust check, which may raise)."""
-    deadline = time.monotonic() + policy.timeout
+    """Sends request through method within policy.timeout. With `sent` (the same call already sent, a
+    SentCall), its answer is the first attempt's, waited for within its own deadline; the rest is the
+    same."""
+    deadline = sent.deadline if sent is not None else time.monotonic() + policy.timeout
     blocking = request.ByteSize() <= policy.blocking_max_bytes
     attempt = 0
     while True:
-        before_attempt()
         remaining = max(deadline - time.monotonic(), 0.001)
         try:
-            if blocking:
-                return method(request, timeout=remaining)
-            future = cast(Any, method).future(request, timeout=remaining)
-            try:
-                return cast(Response, future.result(timeout=remaining + DEADLINE_GRACE_S))
-            except grpc.FutureTimeoutError:
-                future.cancel()
-                raise AgentTimeoutError(
-                    f"{what}: the agent did not answer within {policy.timeout:g} s (the request could not "
-                    f"even be sent: is the agent process stopped or starved?)"
-                ) from None
+            if sent is not None:
+                future, sent = sent.future, None
+            else:
+                policy.before_attempt()
+                if blocking:
+                    return method(request, timeout=remaining)
+                future = cast(Any, method).future(request, timeout=remaining)
+            return _answer(future, remaining, what, policy)
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
             pause = policy.backoff * 2**attempt
@@ -92,7 +94,46 @@ def call(
                 time.sleep(pause)
                 attempt += 1
                 continue
-            raise translate(exc, code, what, policy.timeout, socket_path) from exc
+            raise translate(exc, code, what, policy.timeout, policy.socket_path) from exc
+
+
+def _answer(future: Any, remaining: float, what: str, policy: CallPolicy) -> Any:
+    """A `.future()` call's answer, waited for at most DEADLINE_GRACE_S past its deadline (the frozen-agent
+    guard); its gRPC error raised as such."""
+    try:
+        return future.result(timeout=remaining + DEADLINE_GRACE_S)
+    except grpc.FutureTimeoutError:
+        future.cancel()
+        raise AgentTimeoutError(
+            f"{what}: the agent did not answer within {policy.timeout:g} s (the request could not "
+            f"even be sent: is the agent process stopped or starved?)"
+        ) from None
+
+
+class SentCall(Generic[Response]):
+    """A call sent at once without waiting for its answer: `result()` waits for it under `call`'s rules
+    (deadline from when it was sent, the frozen-agent guard, retries on UNAVAILABLE, status codes ->
+    exceptions); `cancel()` gives it up. Whatever sending raised (the trust check) is raised by `result()`."""
+
+    def __init__(self, method: Callable[..., Response], request: Any, what: str, policy: CallPolicy) -> None:
+        self._args = (method, request, what, policy)
+        self.deadline = time.monotonic() + policy.timeout
+        self.future: Any = None
+        self._error: Exception | None = None
+        try:
+            policy.before_attempt()
+            self.future = cast(Any, method).future(request, timeout=policy.timeout)
+        except Exception as exc:  # raised by result(), where a blocking call would have raised it
+            self._error = exc
+
+    def result(self) -> Response:
+        if self._error is not None:
+            raise self._error
+        return call(*self._args, sent=self)
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()
 
 
 def translate(

@@ -30,6 +30,7 @@ import os
 import numpy as np
 
 from agent_client import AgentClient, ModelInfo
+from agent_client.client import SentPredict
 from agent_client.errors import ManifestError, ModelAlreadyLoadedError, ModelNotFoundError, ModelOutputError
 from modelpkg.manifest import ModelManifest
 
@@ -113,10 +114,19 @@ class RemoteModel:
             parts.append(self._predict_once(part)[: step - short])
         return np.concatenate(parts)
 
-    def _predict_once(self, batch: np.ndarray) -> np.ndarray:
+    def send(self, batch: np.ndarray) -> SentScores | None:
+        """Sends a batch that one Predict carries and returns at once (None for a batch that takes more
+        calls: use predict); the result is what predict(batch) would have returned or raised."""
+        if self.max_batch is not None and len(batch) != self.max_batch:
+            return None
+        if self.max_batch is None and batch.nbytes > self.max_request_bytes:
+            return None
+        return SentScores(self, batch, self.client.send_predict(self.name, {self.manifest.input.name: batch}))
+
+    def _predict_once(self, batch: np.ndarray, sent: SentPredict | None = None) -> np.ndarray:
         inputs = {self.manifest.input.name: batch}
         try:
-            outputs = self.client.predict(self.name, inputs)
+            outputs = sent.result() if sent is not None else self.client.predict(self.name, inputs)
         except ModelNotFoundError:
             logger.warning("the agent no longer has model %s (restarted?); loading it again", self.name)
             self.ensure_loaded()
@@ -178,6 +188,22 @@ class RemoteModel:
         logger.info(
             "model %s takes %s frame(s) per Predict", self.name, "any number of" if batch < 1 else batch
         )
+
+
+class SentScores:
+    """A batch's Predict already on the agent (RemoteModel.send)."""
+
+    def __init__(self, model: RemoteModel, batch: np.ndarray, sent: SentPredict) -> None:
+        self._model = model
+        self._batch = batch
+        self._sent = sent
+
+    def result(self) -> np.ndarray:
+        """The scores, checked and reloaded after an agent restart as by RemoteModel.predict."""
+        return self._model._predict_once(self._batch, self._sent)
+
+    def cancel(self) -> None:
+        self._sent.cancel()
 
 
 def _same_folder(a: str, b: str) -> bool:

@@ -21,7 +21,9 @@ for everything that goes wrong on the way.
   (InferenceInterval 0, MaxFrames not reached), the next frame is read and prepared on a worker thread;
   the loop takes it as the next batch's first frame and handles its outcome (counted, skipped, the source
   ended) as if it had read it then. The worker has finished before `host.between()` runs. A frame read
-  ahead is held through an outage, prepared again after a model swap, and dropped only at stop.
+  ahead is held through an outage, prepared again after a model swap, and dropped only at stop. With
+  BatchSize 1 the worker also sends that frame's Predict, so two are on the agent at once; its answer is
+  the frame's first attempt, under the policies above (a retry is a new call).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from .config import ComponentConfig
 from .frames import Classification, Frame
 from .metrics import Metrics
 from .outbox import ResultOutbox
-from .pipeline import PreparedFrame
+from .pipeline import PreparedFrame, SentBatch
 from .prefetch import Ahead, Prefetcher
 from .results import ModelIdentity, to_payload
 from .sources import FrameSource
@@ -105,6 +107,7 @@ class RunLoop:
         self.ended = False
         self._backoff = Backoff()
         self._prefetch = Prefetcher()
+        self._sent: SentBatch | None = None  # the Predict sent ahead for the batch being made
 
     def counts(self) -> Mapping[str, int]:
         return asdict(self.counters)
@@ -115,6 +118,8 @@ class RunLoop:
             self._run()
         finally:
             self._prefetch.close()
+            if self._sent is not None:
+                self._sent.cancel()
 
     def _run(self) -> None:
         started = -math.inf
@@ -168,7 +173,10 @@ class RunLoop:
             if frame is None:
                 break
             try:
-                batch.append(ahead.prepare(pipeline, frame) if ahead else pipeline.prepare(frame))
+                prepared = ahead.prepare(pipeline, frame) if ahead else pipeline.prepare(frame)
+                if ahead is not None and not batch:
+                    self._sent = ahead.sent_for(pipeline, prepared)
+                batch.append(prepared)
             except FrameError as exc:
                 self.counters.bad_frames += 1
                 logger.warning("skipping frame %d (%s): %s", frame.frame_id, frame.source, exc)
@@ -205,6 +213,10 @@ class RunLoop:
         reminded = 0.0
         timeouts = 0
         active = self.host.active
+        sent, self._sent = self._sent, None
+        if sent is not None and not _sent_for(sent, active.pipeline, batch):
+            sent.cancel()  # sent for other frames (a read ahead into a batch of more) or another model
+            sent = None
         while not self.stop.is_set():
             if self.host.active is not active:  # swapped while waiting: the new model's own tensors
                 active = self.host.active
@@ -214,8 +226,10 @@ class RunLoop:
             try:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
                 if self._read_ahead_now():
-                    self._prefetch.start(self.host.source, active.pipeline)
-                results = active.pipeline.infer(batch)
+                    send = self.host.config.batch_size == 1
+                    self._prefetch.start(self.host.source, active.pipeline, send)
+                attempt, sent = sent, None  # a Predict sent ahead is the first attempt only
+                results = active.pipeline.infer(batch, attempt)
             except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
                 self.state = (
@@ -303,3 +317,12 @@ class RunLoop:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.stop.wait(min(remaining, WAKE_SECONDS)):
                 return
+
+
+def _sent_for(sent: SentBatch, pipeline: object, batch: list[PreparedFrame]) -> bool:
+    """Whether sent is pipeline's Predict of exactly these prepared frames."""
+    return (
+        sent.pipeline is pipeline
+        and len(sent.batch) == len(batch)
+        and all(a is b for a, b in zip(sent.batch, batch, strict=True))
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import RemoteModel
+from .classify import RemoteModel, SentScores
 from .frames import Classification, Frame, StageLatency
 from .postprocess import softmax, top_k
 from .preprocess import Preprocessor
@@ -26,6 +26,24 @@ class PreparedFrame:
     frame: Frame
     tensor: np.ndarray = field(repr=False, compare=False)
     preprocess_ms: float
+
+
+@dataclass(frozen=True)
+class SentBatch:
+    """A batch whose Predict is already on the agent (FramePipeline.send), with when it was sent."""
+
+    pipeline: FramePipeline
+    batch: tuple[PreparedFrame, ...]
+    started: float
+    scores: SentScores = field(repr=False, compare=False)
+
+    def cancel(self) -> None:
+        self.scores.cancel()
+
+
+def _stacked(batch: Sequence[PreparedFrame]) -> np.ndarray:
+    tensors = [p.tensor for p in batch]
+    return tensors[0] if len(tensors) == 1 else np.concatenate(tensors)
 
 
 class FramePipeline:
@@ -53,11 +71,24 @@ class FramePipeline:
         tensor = self.preprocessor(frame.image)
         return PreparedFrame(frame, tensor, (time.perf_counter() - started) * 1000)
 
-    def infer(self, batch: Sequence[PreparedFrame]) -> list[Classification]:
-        """One result per prepared frame, in order. Raises AgentError when the agent fails."""
+    def send(self, batch: Sequence[PreparedFrame]) -> SentBatch | None:
+        """Sends the batch's Predict now and returns at once (None when it takes more than one call); the
+        results come from `infer(batch, sent)`."""
         started = time.perf_counter()
-        tensors = [p.tensor for p in batch]
-        output = self.model.predict(tensors[0] if len(tensors) == 1 else np.concatenate(tensors))
+        scores = self.model.send(_stacked(batch))
+        return None if scores is None else SentBatch(self, tuple(batch), started, scores)
+
+    def infer(self, batch: Sequence[PreparedFrame], sent: SentBatch | None = None) -> list[Classification]:
+        """One result per prepared frame, in order. Raises AgentError when the agent fails. With `sent`
+        (this pipeline's `send` of this batch), its answer is taken instead of a new call."""
+        if sent is not None:
+            if sent.pipeline is not self or len(sent.batch) != len(batch):
+                raise ValueError("infer() was given a Predict sent for another batch or pipeline")
+            started = sent.started
+            output = sent.scores.result()
+        else:
+            started = time.perf_counter()
+            output = self.model.predict(_stacked(batch))
         predict_ms = (time.perf_counter() - started) * 1000
         manifest = self.model.manifest
         results = []

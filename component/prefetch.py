@@ -14,6 +14,12 @@ worker, and hands back what they returned or raised for the loop to handle in th
   The frame is kept through an outage; a tensor prepared by a pipeline that is no longer the active one is
   prepared again by the new one (`Ahead.prepared_by`). It is dropped only at stop.
 - `close()` ends the worker, joined within a bound (a read blocks at most a live source's wait).
+- Sending ahead (`send=True`, which the loop asks for with BatchSize 1): once the frame is prepared, its
+  Predict is sent too, without waiting for the answer, so that the agent has the next frame's request
+  while the loop still waits for the current one's (two on the agent, its gaps between requests filled).
+  The loop takes the answer as its first attempt for that frame, under all its policies
+  (`Ahead.sent_for`); a Predict sent by a pipeline that is no longer the active one, or for a frame
+  prepared again, is cancelled and the frame classified anew; one not taken at stop is cancelled.
 """
 
 from __future__ import annotations
@@ -21,11 +27,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from .frames import Frame
-from .pipeline import PreparedFrame
+from .pipeline import PreparedFrame, SentBatch
 from .sources import FrameSource
 
 logger = logging.getLogger(__name__)
@@ -36,6 +43,8 @@ JOIN_SECONDS = 2.0  # longest wait for the worker at close; a live source's read
 class Preparer(Protocol):
     def prepare(self, frame: Frame) -> PreparedFrame: ...
 
+    def send(self, batch: Sequence[PreparedFrame]) -> SentBatch | None: ...
+
 
 @dataclass(frozen=True)
 class Ahead:
@@ -44,13 +53,15 @@ class Ahead:
     - `read_error`: what `source.next_frame()` raised (a FrameError, a FrameTimeoutError from a live
       source, or anything else, re-raised by the loop in its place); otherwise `frame` (None: the source
       has ended);
-    - `prepared` or `prepare_error` (what `prepared_by.prepare(frame)` returned or raised) for a frame."""
+    - `prepared` or `prepare_error` (what `prepared_by.prepare(frame)` returned or raised) for a frame;
+    - `sent`: the prepared frame's Predict, already sent (`prepared_by.send([prepared])`), when asked."""
 
     frame: Frame | None
     prepared_by: Preparer
     read_error: Exception | None = None
     prepared: PreparedFrame | None = None
     prepare_error: Exception | None = None
+    sent: SentBatch | None = None
 
     def read(self) -> Frame | None:
         """The frame, as `source.next_frame()` would have returned it, or its exception raised."""
@@ -68,10 +79,26 @@ class Ahead:
         assert self.prepared is not None
         return self.prepared
 
+    def sent_for(self, pipeline: Preparer, prepared: PreparedFrame) -> SentBatch | None:
+        """The Predict sent for `prepared`, if it was sent by `pipeline`; one sent by a pipeline that is no
+        longer the active one (or for a tensor prepared again) is cancelled, and None returned."""
+        if self.sent is None:
+            return None
+        if pipeline is self.prepared_by and prepared is self.prepared:
+            return self.sent
+        self.sent.cancel()
+        return None
 
-def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
+    def drop(self) -> None:
+        """Gives up what was sent ahead (the loop stops without taking it)."""
+        if self.sent is not None:
+            self.sent.cancel()
+
+
+def read_ahead(source: FrameSource, pipeline: Preparer, send: bool = False) -> Ahead:
     """Reads and prepares the next frame, every outcome kept for the loop to handle (nothing swallowed:
-    an unexpected exception is re-raised by the loop where the call would have raised it)."""
+    an unexpected exception is re-raised by the loop where the call would have raised it); with `send`,
+    also sends its Predict (a batch of that one frame) without waiting for the answer."""
     try:
         frame = source.next_frame()
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.read)
@@ -79,16 +106,23 @@ def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
     if frame is None:
         return Ahead(None, pipeline)
     try:
-        return Ahead(frame, pipeline, prepared=pipeline.prepare(frame))
+        prepared = pipeline.prepare(frame)
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.prepare)
         return Ahead(frame, pipeline, prepare_error=exc)
+    sent = None
+    if send:
+        try:
+            sent = pipeline.send([prepared])
+        except Exception:  # not sent ahead: the loop makes the call itself, and that raises what is wrong
+            logger.debug("frame %d could not be sent ahead", frame.frame_id, exc_info=True)
+    return Ahead(frame, pipeline, prepared=prepared, sent=sent)
 
 
 class Prefetcher:
     """One worker thread, one frame ahead. Driven by one thread (the run loop's)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[FrameSource, Preparer] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[FrameSource, Preparer, bool] | None] = queue.SimpleQueue()
         self._finished = threading.Event()
         self._result: Ahead | None = None
         self._running = False
@@ -104,8 +138,9 @@ class Prefetcher:
     def running(self) -> bool:
         return self._running
 
-    def start(self, source: FrameSource, pipeline: Preparer) -> None:
-        """Begins reading and preparing the next frame of source with pipeline on the worker."""
+    def start(self, source: FrameSource, pipeline: Preparer, send: bool = False) -> None:
+        """Begins reading and preparing the next frame of source with pipeline on the worker (and sending
+        its Predict: see read_ahead)."""
         if self.holding:
             raise RuntimeError("a frame is already read ahead; take it first")
         if self._thread is None:
@@ -113,7 +148,7 @@ class Prefetcher:
             self._thread.start()
         self._finished.clear()
         self._running = True
-        self._jobs.put((source, pipeline))
+        self._jobs.put((source, pipeline, send))
 
     def settle(self, stop: threading.Event, wake: float = 0.2) -> bool:
         """Waits for a running read to end; False when stopped first (the read still running)."""
@@ -131,13 +166,17 @@ class Prefetcher:
         return ahead
 
     def close(self, timeout: float = JOIN_SECONDS) -> None:
-        """Ends the worker; a frame read ahead and not taken is dropped."""
+        """Ends the worker; a frame read ahead and not taken is dropped (its Predict, if sent, cancelled)."""
+        if self._ahead is not None:
+            self._ahead.drop()
         self._ahead = None
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._jobs.put(None)
         thread.join(timeout)
+        if self._result is not None:
+            self._result.drop()
         if thread.is_alive():
             logger.warning("the read-ahead thread is still in a read after %.1f s; leaving it", timeout)
 

@@ -234,6 +234,30 @@ def test_socket_is_owner_only_and_health_says_serving(agent: AgentServer) -> Non
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_predicts_sent_ahead_answer_as_predict_does_two_at_a_time(
+    client: AgentClient, models_root: Path
+) -> None:
+    client.load_model(models_root / "tiny-dynamic", "dyn")
+    a, b = np.arange(4, dtype=np.float32).reshape(1, 4), np.ones((3, 4), np.float32)
+    first, second = client.send_predict("dyn", {"x": a}), client.send_predict("dyn", {"x": b})
+    (y_b,), (y_a,) = second.result(), first.result()
+    np.testing.assert_array_equal(y_a, client.predict("dyn", {"x": a})[0])
+    np.testing.assert_array_equal(y_b, client.predict("dyn", {"x": b})[0])
+    with pytest.raises(ModelNotFoundError):
+        client.send_predict("nope", {"x": a}).result()  # errors come from result(), translated alike
+
+
+def test_a_predict_sent_ahead_with_nothing_listening_is_unavailable_within_the_deadline(
+    socket_path: Path,
+) -> None:
+    with AgentClient(socket_path, ClientOptions(timeout=1.0, retries=2, backoff=0.05)) as c:
+        started = time.monotonic()
+        sent = c.send_predict("m", {"x": np.zeros((1, 4), np.float32)})
+        with pytest.raises(AgentUnavailableError, match="is the agent running"):
+            sent.result()
+        assert time.monotonic() - started < 3.0
+
+
 def test_nothing_listening_is_unavailable_within_the_deadline(socket_path: Path) -> None:
     with AgentClient(socket_path, ClientOptions(timeout=1.0, retries=2, backoff=0.05)) as c:
         started = time.monotonic()

@@ -77,6 +77,30 @@ def test_a_frozen_agent_still_gives_a_timeout_for_a_large_request_within_the_dea
     assert scores.shape == (4, 1000)
 
 
+def test_predicts_sent_ahead_to_a_frozen_agent_time_out_within_their_deadline(socket_path: Path) -> None:
+    """A Predict sent ahead always goes through `.future()`, so the client's own bound holds for it too,
+    for two at once; the same client goes on once the agent runs."""
+    frame = np.zeros((1, 224, 224, 3), np.uint8)  # one frame of the bundled model: 150 kB
+    with (
+        agent_process(socket_path, MODEL_DIR.parent) as agent,
+        AgentClient(socket_path, ClientOptions(timeout=1.0)) as client,
+    ):
+        client.load_model(str(MODEL_DIR), "lite0")
+        (expected,) = client.predict("lite0", {"input": frame})
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            sent = [client.send_predict("lite0", {"input": frame}) for _ in range(2)]
+            for one in sent:
+                with pytest.raises(AgentTimeoutError):
+                    one.result()
+            assert time.monotonic() - started < 3.0
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        (scores,) = client.send_predict("lite0", {"input": frame}).result()
+    np.testing.assert_array_equal(scores, expected)
+
+
 def test_closing_the_client_while_a_request_is_stuck_in_a_frozen_agent_returns(socket_path: Path) -> None:
     """gRPC's close waits for every unfinished request; one stuck in a frozen agent's socket never finishes
     (measured: close blocked for good), so the client bounds the wait."""

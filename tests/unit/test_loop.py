@@ -71,7 +71,10 @@ class ScriptedPipeline:
             raise pending.pop(0)
         return PreparedFrame(frame, np.zeros((1, 3), np.float32), 2.0)
 
-    def infer(self, batch: list[PreparedFrame]) -> list[Classification]:
+    def send(self, batch: list[PreparedFrame]) -> None:
+        return None  # nothing is sent ahead: infer() makes each call (test_prefetch covers sending ahead)
+
+    def infer(self, batch: list[PreparedFrame], sent: Any = None) -> list[Classification]:
         ids = [p.frame.frame_id for p in batch]
         self.calls.extend(ids)
         self.batches.append(ids)

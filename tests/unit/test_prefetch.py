@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from agent_client.errors import AgentUnavailableError, FrameError
-from component.frames import Frame
+from component.frames import Classification, Frame
 from component.pipeline import PreparedFrame
 from component.prefetch import Ahead, Prefetcher, read_ahead
 from component.results import ModelIdentity
@@ -177,4 +178,105 @@ def test_the_prefetcher_holds_one_frame_and_refuses_a_second_read() -> None:
     assert ahead is not None and ahead.frame is not None and ahead.frame.frame_id == 1
     assert prefetcher.take() is None and not prefetcher.holding
     prefetcher.close()
+    assert no_prefetch_thread()
+
+
+class FakeSent:
+    """What FramePipeline.send returns, as far as the loop looks at it."""
+
+    def __init__(self, pipeline: SendingPipeline, batch: list[PreparedFrame]) -> None:
+        self.pipeline = pipeline
+        self.batch = tuple(batch)
+        self.started = 0.0
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class SendingPipeline(ThreadNotingPipeline):
+    """A pipeline that sends ahead: `sent` by frame id, `answered` the frames whose sent Predict infer() took
+    (its scripted error, if any, being that Predict's answer), `sent_on` the thread that sent each."""
+
+    def __init__(self, errors: dict[int, list[Exception]] | None = None) -> None:
+        super().__init__(errors)
+        self.sent: dict[int, FakeSent] = {}
+        self.sent_on: dict[int, str] = {}
+        self.answered: list[int] = []
+        self.on_infer: dict[int, Any] = {}
+
+    def send(self, batch: list[PreparedFrame]) -> FakeSent:  # type: ignore[override]
+        first = batch[0].frame.frame_id
+        self.sent[first] = FakeSent(self, batch)
+        self.sent_on[first] = threading.current_thread().name
+        return self.sent[first]
+
+    def infer(self, batch: list[PreparedFrame], sent: Any = None) -> list[Classification]:
+        if sent is not None:
+            assert not sent.cancelled and sent.pipeline is self
+            assert all(a is b for a, b in zip(sent.batch, batch, strict=True))
+            self.answered.append(batch[0].frame.frame_id)
+        action = self.on_infer.get(batch[0].frame.frame_id)
+        if action is not None:
+            action()
+        return super().infer(batch)
+
+
+def test_with_batch_size_1_the_frame_read_ahead_is_also_sent_and_its_answer_taken() -> None:
+    publisher = RecordingPublisher()
+    pipeline = SendingPipeline()
+    loop, _ = make_loop(list(range(1, 7)), pipeline, publisher)
+    loop.run()
+    assert frame_ids(publisher) == [1, 2, 3, 4, 5, 6]
+    assert pipeline.answered == [2, 3, 4, 5, 6] and pipeline.calls == [1, 2, 3, 4, 5, 6]
+    assert set(pipeline.sent_on.values()) == {"prefetch"}
+    assert not any(sent.cancelled for sent in pipeline.sent.values())
+
+
+def test_a_predict_sent_ahead_that_fails_is_held_and_retried_as_a_new_call() -> None:
+    publisher = RecordingPublisher()
+    pipeline = SendingPipeline({2: [AgentUnavailableError("down")] * 2})
+    loop, _ = make_loop([1, 2, 3], pipeline, publisher)
+    loop.run()
+    assert pipeline.calls == [1, 2, 2, 2, 3]  # the sent one's answer, then two new calls
+    assert pipeline.answered.count(2) == 1
+    assert frame_ids(publisher) == [1, 2, 3] and loop.counters.agent_outages == 1
+
+
+def test_a_model_swap_cancels_a_predict_sent_with_the_old_model_and_classifies_the_frame_anew() -> None:
+    old = SendingPipeline({1: [AgentUnavailableError("down")] * 1000})
+    new = SendingPipeline()
+    publisher = RecordingPublisher()
+    loop, host = make_loop([1, 2, 3], old, publisher)
+    host.on_between[5] = lambda h: setattr(
+        h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
+    )
+    loop.run()
+    assert old.sent[2].cancelled and 2 not in old.answered
+    assert new.calls == [1, 2, 3] and 2 not in new.answered
+    assert [payload["model"]["name"] for _, payload in publisher.messages] == ["n", "n", "n"]
+
+
+def test_with_a_batch_size_above_1_nothing_is_sent_ahead() -> None:
+    publisher = RecordingPublisher()
+    pipeline = SendingPipeline()
+    loop, _ = make_loop(list(range(1, 7)), pipeline, publisher, batch_size=2)
+    loop.run()
+    assert pipeline.sent == {} and frame_ids(publisher) == [1, 2, 3, 4, 5, 6]
+
+
+def test_stop_cancels_a_predict_sent_ahead_and_not_taken() -> None:
+    publisher = RecordingPublisher()
+    pipeline = SendingPipeline()
+    loop, _ = make_loop([1, 2, 3], pipeline, publisher)
+
+    def stop_once_2_is_sent() -> None:
+        deadline = time.monotonic() + 2.0
+        while 2 not in pipeline.sent and time.monotonic() < deadline:
+            time.sleep(0.001)
+        loop.stop.set()
+
+    pipeline.on_infer[1] = stop_once_2_is_sent
+    loop.run()
+    assert pipeline.sent[2].cancelled and 2 not in pipeline.answered
     assert no_prefetch_thread()
