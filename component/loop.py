@@ -18,12 +18,13 @@ for everything that goes wrong on the way.
 - Between frames (and while waiting) the host applies configuration updates and model swaps and the loop
   beats the watchdog (`host.between()`), so a long outage still takes updates and never looks wedged.
 - Reading ahead (prefetch.py): while a batch is on the agent and the next frame is due at once
-  (InferenceInterval 0, MaxFrames not reached), the next frame is read and prepared on a worker thread;
-  the loop takes it as the next batch's first frame and handles its outcome (counted, skipped, the source
-  ended) as if it had read it then. The worker has finished before `host.between()` runs. A frame read
-  ahead is held through an outage, prepared again after a model swap, and dropped only at stop. With
-  BatchSize 1 the worker also sends that frame's Predict, so two are on the agent at once; its answer is
-  the frame's first attempt, under the policies above (a retry is a new call).
+  (InferenceInterval 0, MaxFrames not reached), the next frame (with BatchSize 1: the next two) is read
+  and prepared on a worker thread; the loop takes each as a batch's first frame and handles its outcome
+  (counted, skipped, the source ended) as if it had read it then. The worker has finished before
+  `host.between()` runs. A frame read ahead is held through an outage, prepared again after a model swap,
+  and dropped only at stop. With BatchSize 1 the worker also sends each frame's Predict, one while the
+  loop waits for another, so two are on the agent at once; its answer is the frame's first attempt, under
+  the policies above (a retry is a new call).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from .frames import Classification, Frame
 from .metrics import Metrics
 from .outbox import ResultOutbox
 from .pipeline import PreparedFrame, SentBatch
-from .prefetch import Ahead, Prefetcher
+from .prefetch import MAX_AHEAD, Ahead, Prefetcher
 from .results import ModelIdentity, to_payload
 from .sources import FrameSource
 from .swap import ActiveModel
@@ -225,11 +226,12 @@ class RunLoop:
                     return []
             try:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
-                if self._read_ahead_now():
-                    send = self.host.config.batch_size == 1
-                    self._prefetch.start(self.host.source, active.pipeline, send)
+                self._read_ahead(active)
                 attempt, sent = sent, None  # a Predict sent ahead is the first attempt only
-                results = active.pipeline.infer(batch, attempt)
+                try:
+                    results = active.pipeline.infer(batch, attempt)
+                finally:
+                    self._prefetch.answered()
             except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
                 self.state = (
@@ -288,16 +290,24 @@ class RunLoop:
             return [(result, active.identity) for result in results]
         return []
 
-    def _read_ahead_now(self) -> bool:
-        """Whether the frame after this batch is due as soon as it is classified (and none is read yet)."""
+    def _read_ahead(self, active: ActiveModel) -> None:
+        """Starts reading (and with BatchSize 1 sending) ahead while a batch is on the agent, when the frames
+        after it are due as soon as it is classified: up to MAX_AHEAD frames held, so that with a Predict
+        sent ahead two are on the agent at once, the second sent once the first is answered."""
         config = self.host.config
         limit = config.max_frames
-        return (
-            config.inference_interval <= 0
-            and not self._prefetch.holding
-            and not self.ended
-            and not (limit and self.counters.frames >= limit)
-        )
+        send = config.batch_size == 1
+        held = self._prefetch.held
+        room = (MAX_AHEAD if send else 1) - held
+        if limit:
+            room = min(room, limit - self.counters.frames - held)
+        prefetch = self._prefetch
+        if config.inference_interval > 0 or prefetch.running or prefetch.source_paused or self.ended:
+            return
+        if room < 1:
+            return
+        sent_ahead = self._prefetch.sent_held()
+        self._prefetch.start(self.host.source, active.pipeline, send, room, MAX_AHEAD - 1 - sent_ahead)
 
     def _prepare_again(self, batch: list[PreparedFrame]) -> list[PreparedFrame]:
         prepared = []

@@ -1,25 +1,31 @@
-"""Reading ahead: the next frame read and preprocessed on a worker thread while a batch is on the agent.
+"""Reading ahead: the next frames read and preprocessed on a worker thread while a batch is on the agent.
 
-A Predict is a wait on the agent's socket (the GIL released), so the frame after the batch can be read and
-prepared meanwhile instead of after the reply. The run loop (loop.py) holds the policies; this stage only
-moves the two calls it would make next, `source.next_frame()` and `pipeline.prepare(frame)`, onto the
-worker, and hands back what they returned or raised for the loop to handle in their place:
+A Predict is a wait on the agent's socket (the GIL released), so the frames after the batch can be read
+and prepared meanwhile instead of after the reply. The run loop (loop.py) holds the policies; this stage
+only moves the calls it would make next, `source.next_frame()` and `pipeline.prepare(frame)` (and, when
+sending ahead, `pipeline.send([prepared])`), onto the worker, and hands back what they returned or raised
+for the loop to handle in their place:
 
-- At most one frame ahead, and only one read at a time: `start()` is refused while a frame is held.
-- The loop starts a read only while a Predict is in flight and only when the next frame is due at once
+- At most MAX_AHEAD (2) frames held, and only one read at a time: `start()` is refused while a read runs
+  or when it would hold more. A read stops at the first outcome that is not a prepared frame (the source
+  ended or failed, a bad frame); nothing more is read until the loop has taken it (`source_paused`).
+- The loop starts a read only while a Predict is in flight and only when the next frames are due at once
   (InferenceInterval 0, MaxFrames not reached); it settles (waits for the read to end) before it applies
   updates (`host.between()`) or reads the source itself, so the worker never runs beside a source or
   model swap and the source is only ever read by one thread.
-- What was read ahead is taken next, in order; nothing is counted here (the loop counts when it takes).
-  The frame is kept through an outage; a tensor prepared by a pipeline that is no longer the active one is
-  prepared again by the new one (`Ahead.prepared_by`). It is dropped only at stop.
+- What was read ahead is taken next, oldest first; nothing is counted here (the loop counts when it
+  takes). The frames are kept through an outage; a tensor prepared by a pipeline that is no longer the
+  active one is prepared again by the new one (`Ahead.prepared_by`). They are dropped only at stop.
 - `close()` ends the worker, joined within a bound (a read blocks at most a live source's wait).
-- Sending ahead (`send=True`, which the loop asks for with BatchSize 1): once the frame is prepared, its
-  Predict is sent too, without waiting for the answer, so that the agent has the next frame's request
-  while the loop still waits for the current one's (two on the agent, its gaps between requests filled).
-  The loop takes the answer as its first attempt for that frame, under all its policies
-  (`Ahead.sent_for`); a Predict sent by a pipeline that is no longer the active one, or for a frame
-  prepared again, is cancelled and the frame classified anew; one not taken at stop is cancelled.
+- Sending ahead (`send=True`, which the loop asks for with BatchSize 1): once a frame is prepared, its
+  Predict is sent too, without waiting for the answer, so that the agent always has the next frame's
+  request while the loop waits for the current one's: two Predicts on the agent, which fills the gaps of
+  each (measured: two ONNX Runtime runs at once finish sooner than one after the other). A frame is sent
+  at once while fewer than two are out (`at_once`); otherwise the worker waits until the loop has had the
+  answer it waits for (`answered()`), never longer than SEND_WAIT_SECONDS. The loop takes the answer as its
+  first attempt for that frame, under all its policies (`Ahead.sent_for`); a Predict sent by a pipeline
+  that is no longer the active one, or for a frame prepared again, is cancelled and the frame classified
+  anew; one not taken at stop is cancelled.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .frames import Frame
@@ -38,6 +45,8 @@ from .sources import FrameSource
 logger = logging.getLogger(__name__)
 
 JOIN_SECONDS = 2.0  # longest wait for the worker at close; a live source's read gives up after 1 s
+SEND_WAIT_SECONDS = 10.0
+MAX_AHEAD = 2  # frames read ahead at most (and so Predicts on the agent: one the loop waits for, one sent)
 
 
 class Preparer(Protocol):
@@ -95,10 +104,9 @@ class Ahead:
             self.sent.cancel()
 
 
-def read_ahead(source: FrameSource, pipeline: Preparer, send: bool = False) -> Ahead:
+def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
     """Reads and prepares the next frame, every outcome kept for the loop to handle (nothing swallowed:
-    an unexpected exception is re-raised by the loop where the call would have raised it); with `send`,
-    also sends its Predict (a batch of that one frame) without waiting for the answer."""
+    an unexpected exception is re-raised by the loop where the call would have raised it)."""
     try:
         frame = source.next_frame()
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.read)
@@ -106,81 +114,150 @@ def read_ahead(source: FrameSource, pipeline: Preparer, send: bool = False) -> A
     if frame is None:
         return Ahead(None, pipeline)
     try:
-        prepared = pipeline.prepare(frame)
+        return Ahead(frame, pipeline, prepared=pipeline.prepare(frame))
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.prepare)
         return Ahead(frame, pipeline, prepare_error=exc)
-    sent = None
-    if send:
-        try:
-            sent = pipeline.send([prepared])
-        except Exception:  # not sent ahead: the loop makes the call itself, and that raises what is wrong
-            logger.debug("frame %d could not be sent ahead", frame.frame_id, exc_info=True)
-    return Ahead(frame, pipeline, prepared=prepared, sent=sent)
+
+
+def send_ahead(ahead: Ahead) -> Ahead:
+    """The Ahead with its prepared frame's Predict sent (a batch of that one frame); as it was when there is
+    nothing to send or sending fails (the loop then makes the call itself, which raises what is wrong)."""
+    if ahead.prepared is None:
+        return ahead
+    try:
+        return replace(ahead, sent=ahead.prepared_by.send([ahead.prepared]))
+    except Exception:
+        logger.debug("frame %d could not be sent ahead", ahead.prepared.frame.frame_id, exc_info=True)
+        return ahead
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: FrameSource
+    pipeline: Preparer
+    frames: int  # how many frames to read, in order (fewer if the source ends or fails first)
+    send: bool
+    at_once: int  # how many of them may be sent as soon as prepared; each further one waits for an answer
+    answers: int  # the loop's answer count when the job started
 
 
 class Prefetcher:
-    """One worker thread, one frame ahead. Driven by one thread (the run loop's)."""
+    """One worker thread, up to MAX_AHEAD frames ahead. Driven by one thread (the run loop's)."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[FrameSource, Preparer, bool] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._finished = threading.Event()
-        self._result: Ahead | None = None
+        self._results: list[Ahead] = []
         self._running = False
-        self._ahead: Ahead | None = None
+        self._held: deque[Ahead] = deque()
         self._thread: threading.Thread | None = None
+        self._answers = 0  # answers the loop has had to its Predicts (see answered())
+        self._closing = False
+        self._changed = threading.Condition()
 
     @property
     def holding(self) -> bool:
         """A read is running or its outcome waits to be taken."""
-        return self._running or self._ahead is not None
+        return self._running or bool(self._held)
+
+    @property
+    def held(self) -> int:
+        """Frames read ahead and not taken yet (settled first)."""
+        return len(self._held)
 
     @property
     def running(self) -> bool:
         return self._running
 
-    def start(self, source: FrameSource, pipeline: Preparer, send: bool = False) -> None:
-        """Begins reading and preparing the next frame of source with pipeline on the worker (and sending
-        its Predict: see read_ahead)."""
-        if self.holding:
-            raise RuntimeError("a frame is already read ahead; take it first")
+    @property
+    def source_paused(self) -> bool:
+        """The newest frame held is no prepared frame (the source ended or failed, or a bad frame): nothing
+        more is read ahead until the loop has taken it."""
+        return bool(self._held) and self._held[-1].prepared is None
+
+    def sent_held(self) -> int:
+        """Frames read ahead and not taken yet whose Predict was sent."""
+        return sum(1 for ahead in self._held if ahead.sent is not None)
+
+    def start(
+        self, source: FrameSource, pipeline: Preparer, send: bool = False, frames: int = 1, at_once: int = 1
+    ) -> None:
+        """Begins reading and preparing the next `frames` frames of source with pipeline on the worker; with
+        `send`, also sends each one's Predict: the first `at_once` as soon as they are prepared, each further
+        one once the loop has had one more answer (`answered()`) than when this job started."""
+        if self._running:
+            raise RuntimeError("a read ahead is running; settle it first")
+        if frames < 1 or len(self._held) + frames > MAX_AHEAD:
+            raise RuntimeError(f"at most {MAX_AHEAD} frames are read ahead; take one first")
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="prefetch", daemon=True)
             self._thread.start()
         self._finished.clear()
         self._running = True
-        self._jobs.put((source, pipeline, send))
+        with self._changed:
+            answers = self._answers
+        self._jobs.put(_Job(source, pipeline, frames, send, at_once, answers))
+
+    def answered(self) -> None:
+        """The loop has had an answer (or an error) for a Predict it waited for: one more may be sent."""
+        with self._changed:
+            self._answers += 1
+            self._changed.notify_all()
 
     def settle(self, stop: threading.Event, wake: float = 0.2) -> bool:
         """Waits for a running read to end; False when stopped first (the read still running)."""
         while self._running:
             if self._finished.wait(wake):
                 self._running = False
-                self._ahead, self._result = self._result, None
+                self._held.extend(self._results)
+                self._results = []
             elif stop.is_set():
                 return False
         return True
 
     def take(self) -> Ahead | None:
-        """What was read ahead (settled first), or None; it is handed out once."""
-        ahead, self._ahead = self._ahead, None
-        return ahead
+        """The oldest frame read ahead (settled first), or None; each is handed out once."""
+        return self._held.popleft() if self._held else None
 
     def close(self, timeout: float = JOIN_SECONDS) -> None:
-        """Ends the worker; a frame read ahead and not taken is dropped (its Predict, if sent, cancelled)."""
-        if self._ahead is not None:
-            self._ahead.drop()
-        self._ahead = None
+        """Ends the worker; frames read ahead and not taken are dropped (their Predicts, if sent,
+        cancelled)."""
+        while self._held:
+            self._held.popleft().drop()
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         thread, self._thread = self._thread, None
         if thread is None:
             return
         self._jobs.put(None)
         thread.join(timeout)
-        if self._result is not None:
-            self._result.drop()
+        for ahead in self._results:
+            ahead.drop()
         if thread.is_alive():
             logger.warning("the read-ahead thread is still in a read after %.1f s; leaving it", timeout)
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            self._result = read_ahead(*job)
+            results: list[Ahead] = []
+            for index in range(job.frames):
+                ahead = read_ahead(job.source, job.pipeline)
+                if job.send and ahead.prepared is not None and self._may_send(index, job):
+                    ahead = send_ahead(ahead)
+                results.append(ahead)
+                if ahead.prepared is None:  # the source ended or failed, or a bad frame: the loop's turn
+                    break
+            self._results = results
             self._finished.set()
+
+    def _may_send(self, index: int, job: _Job) -> bool:
+        """Whether the job's frame `index` may be sent now, after waiting for the loop's answer it needs;
+        False when the prefetcher closes first."""
+        if index < job.at_once:
+            return True
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._closing or self._answers >= job.answers + index - job.at_once + 1,
+                SEND_WAIT_SECONDS,  # a bound, never reached: the loop answers after every attempt
+            )
+            return not self._closing

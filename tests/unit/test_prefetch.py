@@ -80,9 +80,9 @@ def test_a_model_swap_prepares_the_frame_read_ahead_again_with_the_new_model() -
         h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
     )
     loop.run()
-    assert old.prepared == [1, 2]  # 2 read ahead for the old model while 1 was held
+    assert old.prepared == [1, 2, 3]  # 2 and 3 read ahead for the old model while 1 was held
     assert new.prepared == [1, 2, 3] and new.calls == [1, 2, 3]
-    assert new.threads[2] == "MainThread" and new.threads[3] == "prefetch"
+    assert new.threads[2] == new.threads[3] == "MainThread"  # prepared again, on taking them
     assert [payload["model"]["name"] for _, payload in publisher.messages] == ["n", "n", "n"]
 
 
@@ -167,17 +167,23 @@ def test_ahead_prepares_again_for_another_pipeline_only() -> None:
     assert ahead.prepare(new, frame).frame is frame and new.prepared == [7]
 
 
-def test_the_prefetcher_holds_one_frame_and_refuses_a_second_read() -> None:
+def test_the_prefetcher_holds_at_most_two_frames_and_one_read_at_a_time() -> None:
     prefetcher = Prefetcher()
-    source, pipeline = ListSource([1, 2]), ScriptedPipeline()
-    prefetcher.start(source, pipeline)  # type: ignore[arg-type]
-    with pytest.raises(RuntimeError, match="already read ahead"):
+    source, pipeline = ListSource([1, 2, 3]), ScriptedPipeline()
+    try:
         prefetcher.start(source, pipeline)  # type: ignore[arg-type]
-    assert prefetcher.settle(threading.Event())
-    ahead = prefetcher.take()
-    assert ahead is not None and ahead.frame is not None and ahead.frame.frame_id == 1
-    assert prefetcher.take() is None and not prefetcher.holding
-    prefetcher.close()
+        with pytest.raises(RuntimeError, match="settle it first"):
+            prefetcher.start(source, pipeline)  # type: ignore[arg-type]
+        assert prefetcher.settle(threading.Event()) and prefetcher.held == 1
+        with pytest.raises(RuntimeError, match="at most 2 frames"):
+            prefetcher.start(source, pipeline, frames=2)  # type: ignore[arg-type]
+        prefetcher.start(source, pipeline)  # type: ignore[arg-type]
+        assert prefetcher.settle(threading.Event()) and prefetcher.held == 2
+        taken = [prefetcher.take(), prefetcher.take()]
+        assert [a.frame.frame_id for a in taken if a and a.frame] == [1, 2]
+        assert prefetcher.take() is None and not prefetcher.holding
+    finally:
+        prefetcher.close()
     assert no_prefetch_thread()
 
 
@@ -279,4 +285,35 @@ def test_stop_cancels_a_predict_sent_ahead_and_not_taken() -> None:
     pipeline.on_infer[1] = stop_once_2_is_sent
     loop.run()
     assert pipeline.sent[2].cancelled and 2 not in pipeline.answered
+    assert no_prefetch_thread()
+
+
+def test_a_frame_that_must_wait_for_an_answer_is_sent_only_once_the_loop_has_one() -> None:
+    prefetcher = Prefetcher()
+    pipeline = SendingPipeline()
+    try:
+        prefetcher.start(ListSource([1, 2]), pipeline, send=True, frames=2, at_once=1)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 2.0
+        while len(pipeline.prepared) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(0.05)
+        assert list(pipeline.sent) == [1] and prefetcher.running  # 2 prepared, waiting for an answer
+        prefetcher.answered()
+        assert prefetcher.settle(threading.Event()) and list(pipeline.sent) == [1, 2]
+    finally:
+        prefetcher.close()
+    assert no_prefetch_thread()
+
+
+def test_closing_while_a_frame_waits_to_be_sent_sends_nothing_and_ends_the_worker() -> None:
+    prefetcher = Prefetcher()
+    pipeline = SendingPipeline()
+    prefetcher.start(ListSource([1, 2]), pipeline, send=True, frames=2, at_once=1)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 2.0
+    while len(pipeline.prepared) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    started = time.monotonic()
+    prefetcher.close()
+    assert time.monotonic() - started < 1.0
+    assert list(pipeline.sent) == [1] and pipeline.sent[1].cancelled
     assert no_prefetch_thread()
