@@ -14,6 +14,7 @@ that can.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +56,7 @@ RESTARTS = "watchdog-restarts.json"
 WARN_AFTER_S = 5.0
 LOAD_ALLOWANCE_S = 120.0  # the longest a LoadModel may legitimately take
 WAITING_FOR_CONFIG = "waiting for a configuration that works"
+MOVED_CHECK_S = 1.0  # how often the model folder is resolved again (a path walk: not on every frame)
 
 # Returns the core's whole configuration when it changed since the last call, else None.
 Updates = Callable[[], "dict[str, Any] | None"]
@@ -96,6 +98,7 @@ class InferenceApp:
         self.watchdog: Watchdog | None = None
         self.reconfigurer = Reconfigurer(self)
         self._backoff = Backoff(1.0, 30.0)
+        self._moved_checked = -math.inf
 
     @property
     def state(self) -> str:
@@ -289,12 +292,20 @@ class InferenceApp:
                 self.reconfigurer.offer(raw)
         self.reconfigurer.tick()
         active = getattr(self, "active", None)
-        if active is not None and not self.reconfigurer.pending and active.moved():
+        if active is not None and not self.reconfigurer.pending and self._moved(active):
             logger.info("the model package %s now resolves elsewhere: loading it", active.folder)
             try:
                 self.reconfigurer.swap_model(self.config)
             except EdgeError as exc:
                 logger.error("the new package cannot be used; the running model stays: %s", exc)
+
+    def _moved(self, active: ActiveModel) -> bool:
+        """active.moved(), looked at once per MOVED_CHECK_S."""
+        now = time.monotonic()
+        if now - self._moved_checked < MOVED_CHECK_S:
+            return False
+        self._moved_checked = now
+        return active.moved()
 
     # -- status and shutdown --------------------------------------------------------------------------
 

@@ -87,6 +87,50 @@ def test_swapping_the_model_under_load_loses_no_frame_and_unloads_the_old_one(
     assert app.loop.counters.failed_frames == 0 and app.loop.counters.bad_frames == 0
 
 
+def test_a_model_folder_that_comes_to_resolve_elsewhere_is_loaded_from_there_without_a_restart(
+    real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A model component upgrade relinks `current`; the running component looks at the link about once a
+    second (not on every frame) and loads the new package, losing no frame."""
+    link = tmp_path / "current"
+    link.symlink_to(MODEL_DIR)
+    holder: list[InferenceApp] = []
+
+    def relink_after_8_frames() -> dict[str, str] | None:
+        if link.resolve() == MODEL_DIR.resolve() and holder and holder[0].loop.counters.frames >= 8:
+            (tmp_path / "next").symlink_to(INT8_DIR)
+            (tmp_path / "next").replace(link)
+        return None  # no configuration update: only the link changes
+
+    base = {
+        "agent_socket": socket_path,
+        "image_directory": IMAGES_DIR,
+        "inference_interval": 0.0,
+        "publisher": "stdout",
+        "status_interval": 0.0,
+        "max_frames": 800,
+        "model_path": link,
+    }
+    app = InferenceApp(
+        build_config(base),
+        threading.Event(),
+        updates=relink_after_8_frames,
+        options=StartOptions(cli=base),
+    )
+    holder.append(app)
+    try:
+        app.start()
+        app.run()
+    finally:
+        app.close()
+    results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [r["frame-id"] for r in results] == list(range(1, 801))
+    names = [r["model"]["name"] for r in results]
+    switch = names.index("efficientnet-lite0-int8")
+    assert switch > 8 and set(names[:switch]) == {"efficientnet-lite0"}
+    assert set(names[switch:]) == {"efficientnet-lite0-int8"}
+
+
 def test_the_same_model_name_gets_a_name_of_its_own_while_both_are_loaded(
     real_agent: AgentServer, socket_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
