@@ -18,13 +18,13 @@ for everything that goes wrong on the way.
 - Between frames (and while waiting) the host applies configuration updates and model swaps and the loop
   beats the watchdog (`host.between()`), so a long outage still takes updates and never looks wedged.
 - Reading ahead (prefetch.py): while a batch is on the agent and the next frame is due at once
-  (InferenceInterval 0, MaxFrames not reached), the next frame (with BatchSize 1: the next two) is read
+  (InferenceInterval 0, MaxFrames not reached), the next frame (with BatchSize 1: the next three) is read
   and prepared on a worker thread; the loop takes each as a batch's first frame and handles its outcome
   (counted, skipped, the source ended) as if it had read it then. The worker has finished before
   `host.between()` runs. A frame read ahead is held through an outage, prepared again after a model swap,
-  and dropped only at stop. With BatchSize 1 the worker also sends each frame's Predict, one while the
-  loop waits for another, so two are on the agent at once; its answer is the frame's first attempt, under
-  the policies above (a retry is a new call).
+  and dropped only at stop. With BatchSize 1 the worker also sends each frame's Predict while the loop
+  waits for another's, so up to three are on the agent at once; its answer is the frame's first attempt,
+  under the policies above (a retry is a new call).
 """
 
 from __future__ import annotations
@@ -292,8 +292,9 @@ class RunLoop:
 
     def _read_ahead(self, active: ActiveModel) -> None:
         """Starts reading (and with BatchSize 1 sending) ahead while a batch is on the agent, when the frames
-        after it are due as soon as it is classified: up to MAX_AHEAD frames held, so that with a Predict
-        sent ahead two are on the agent at once, the second sent once the first is answered."""
+        after it are due as soon as it is classified: up to MAX_AHEAD frames held, so that with their
+        Predicts sent ahead MAX_AHEAD are on the agent at once, the last one sent once the loop has the answer
+        it waits for."""
         config = self.host.config
         limit = config.max_frames
         send = config.batch_size == 1

@@ -6,7 +6,7 @@ only moves the calls it would make next, `source.next_frame()` and `pipeline.pre
 sending ahead, `pipeline.send([prepared])`), onto the worker, and hands back what they returned or raised
 for the loop to handle in their place:
 
-- At most MAX_AHEAD (2) frames held, and only one read at a time: `start()` is refused while a read runs
+- At most MAX_AHEAD (3) frames held, and only one read at a time: `start()` is refused while a read runs
   or when it would hold more. A read stops at the first outcome that is not a prepared frame (the source
   ended or failed, a bad frame); nothing more is read until the loop has taken it (`source_paused`).
 - The loop starts a read only while a Predict is in flight and only when the next frames are due at once
@@ -19,13 +19,13 @@ for the loop to handle in their place:
 - `close()` ends the worker, joined within a bound (a read blocks at most a live source's wait).
 - Sending ahead (`send=True`, which the loop asks for with BatchSize 1): once a frame is prepared, its
   Predict is sent too, without waiting for the answer, so that the agent always has the next frame's
-  request while the loop waits for the current one's: two Predicts on the agent, which fills the gaps of
-  each (measured: two ONNX Runtime runs at once finish sooner than one after the other). A frame is sent
-  at once while fewer than two are out (`at_once`); otherwise the worker waits until the loop has had the
-  answer it waits for (`answered()`), never longer than SEND_WAIT_SECONDS. The loop takes the answer as its
-  first attempt for that frame, under all its policies (`Ahead.sent_for`); a Predict sent by a pipeline
-  that is no longer the active one, or for a frame prepared again, is cancelled and the frame classified
-  anew; one not taken at stop is cancelled.
+  requests while the loop waits for the current one's: up to MAX_AHEAD Predicts on the agent, whose runs
+  fill each other's gaps (measured: two or three ONNX Runtime runs at once finish sooner than one after
+  the other). A frame is sent at once while fewer than MAX_AHEAD are out (`at_once`); otherwise the
+  worker waits until the loop has had the answer it waits for (`answered()`), never longer than
+  SEND_WAIT_SECONDS. The loop takes the answer as its first attempt for that frame, under all its
+  policies (`Ahead.sent_for`); a Predict sent by a pipeline that is no longer the active one, or for a
+  frame prepared again, is cancelled and the frame classified anew; one not taken at stop is cancelled.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 JOIN_SECONDS = 2.0  # longest wait for the worker at close; a live source's read gives up after 1 s
 SEND_WAIT_SECONDS = 10.0
-MAX_AHEAD = 2  # frames read ahead at most (and so Predicts on the agent: one the loop waits for, one sent)
+MAX_AHEAD = 3  # frames read ahead at most; with BatchSize 1 also the most Predicts on the agent at once
 
 
 class Preparer(Protocol):

@@ -13,7 +13,7 @@ import pytest
 from agent_client.errors import AgentUnavailableError, FrameError
 from component.frames import Classification, Frame
 from component.pipeline import PreparedFrame
-from component.prefetch import Ahead, Prefetcher, read_ahead
+from component.prefetch import MAX_AHEAD, Ahead, Prefetcher, read_ahead
 from component.results import ModelIdentity
 
 from .test_loop import IMAGE, ListSource, RecordingPublisher, ScriptedPipeline, frame_ids, make_loop
@@ -167,20 +167,20 @@ def test_ahead_prepares_again_for_another_pipeline_only() -> None:
     assert ahead.prepare(new, frame).frame is frame and new.prepared == [7]
 
 
-def test_the_prefetcher_holds_at_most_two_frames_and_one_read_at_a_time() -> None:
+def test_the_prefetcher_holds_at_most_max_ahead_frames_and_one_read_at_a_time() -> None:
     prefetcher = Prefetcher()
-    source, pipeline = ListSource([1, 2, 3]), ScriptedPipeline()
+    source, pipeline = ListSource(list(range(1, 10))), ScriptedPipeline()
     try:
         prefetcher.start(source, pipeline)  # type: ignore[arg-type]
         with pytest.raises(RuntimeError, match="settle it first"):
             prefetcher.start(source, pipeline)  # type: ignore[arg-type]
         assert prefetcher.settle(threading.Event()) and prefetcher.held == 1
-        with pytest.raises(RuntimeError, match="at most 2 frames"):
-            prefetcher.start(source, pipeline, frames=2)  # type: ignore[arg-type]
-        prefetcher.start(source, pipeline)  # type: ignore[arg-type]
-        assert prefetcher.settle(threading.Event()) and prefetcher.held == 2
-        taken = [prefetcher.take(), prefetcher.take()]
-        assert [a.frame.frame_id for a in taken if a and a.frame] == [1, 2]
+        with pytest.raises(RuntimeError, match=f"at most {MAX_AHEAD} frames"):
+            prefetcher.start(source, pipeline, frames=MAX_AHEAD)  # type: ignore[arg-type]
+        prefetcher.start(source, pipeline, frames=MAX_AHEAD - 1)  # type: ignore[arg-type]
+        assert prefetcher.settle(threading.Event()) and prefetcher.held == MAX_AHEAD
+        taken = [prefetcher.take() for _ in range(MAX_AHEAD)]
+        assert [a.frame.frame_id for a in taken if a and a.frame] == list(range(1, MAX_AHEAD + 1))
         assert prefetcher.take() is None and not prefetcher.holding
     finally:
         prefetcher.close()
