@@ -177,7 +177,8 @@ class AgentServer:
                 # of their message (measured, 1,000 602 kB frames at once: peak +100 MiB with it, +45 off).
                 ("grpc.http2.bdp_probe", 0),
                 # ...but a stream's window must hold a whole usual Predict (a 224x224 uint8 frame, 150 kB),
-                # or each request waits for WINDOW_UPDATE round trips (measured: 0.3 ms of CPU per call)
+                # or each request waits for WINDOW_UPDATE round trips (measured: 0.3 ms of CPU per call);
+                # a queued call buffers up to this much outside the byte budget (agent.limits)
                 ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
             ],
             maximum_concurrent_rpcs=self.options.max_concurrent_rpcs,

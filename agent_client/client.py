@@ -376,6 +376,11 @@ class SentPredict:
     def result(self) -> tuple[np.ndarray, ...]:
         return _outputs(self._sent.result(), self._outputs)
 
+    @property
+    def answered_at(self) -> float | None:
+        """time.perf_counter() when the agent's answer arrived (None: not yet, or it came by a retry)."""
+        return self._sent.answered_at
+
     def cancel(self) -> None:
         self._sent.cancel()
 

@@ -73,6 +73,7 @@ def call(
     SentCall), its answer is the first attempt's, waited for within its own deadline; the rest is the
     same."""
     deadline = sent.deadline if sent is not None else time.monotonic() + policy.timeout
+    first_sent = sent
     blocking = request.ByteSize() <= policy.blocking_max_bytes
     attempt = 0
     while True:
@@ -91,6 +92,8 @@ def call(
             pause = policy.backoff * 2**attempt
             if code is grpc.StatusCode.UNAVAILABLE and attempt < policy.retries and remaining > pause:
                 logger.debug("%s: agent unavailable, retry %d in %.2f s", what, attempt + 1, pause)
+                if first_sent is not None:
+                    first_sent.answered_at = None  # the answer will be a later attempt's
                 time.sleep(pause)
                 attempt += 1
                 continue
@@ -112,19 +115,26 @@ def _answer(future: Any, remaining: float, what: str, policy: CallPolicy) -> Any
 
 class SentCall(Generic[Response]):
     """A call sent at once without waiting for its answer: `result()` waits for it under `call`'s rules
-    (deadline from when it was sent, the frozen-agent guard, retries on UNAVAILABLE, status codes ->
-    exceptions); `cancel()` gives it up. Whatever sending raised (the trust check) is raised by `result()`."""
+    (the frozen-agent guard, retries on UNAVAILABLE, status codes -> exceptions), its deadline counted from
+    when it was sent, so time spent queued on the agent behind other calls counts too; `cancel()` gives it
+    up (the agent skips it, or stops its run). Whatever sending raised (the trust check) is raised by
+    `result()`; `answered_at` is when the first attempt was answered."""
 
     def __init__(self, method: Callable[..., Response], request: Any, what: str, policy: CallPolicy) -> None:
         self._args = (method, request, what, policy)
         self.deadline = time.monotonic() + policy.timeout
         self.future: Any = None
+        self.answered_at: float | None = None  # time.perf_counter() when the first attempt was answered
         self._error: Exception | None = None
         try:
             policy.before_attempt()
             self.future = cast(Any, method).future(request, timeout=policy.timeout)
+            self.future.add_done_callback(self._done)
         except Exception as exc:  # raised by result(), where a blocking call would have raised it
             self._error = exc
+
+    def _done(self, future: Any) -> None:
+        self.answered_at = time.perf_counter()
 
     def result(self) -> Response:
         if self._error is not None:

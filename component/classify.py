@@ -197,13 +197,23 @@ class SentScores:
         self._model = model
         self._batch = batch
         self._sent = sent
+        self._reloaded = False
 
     def result(self) -> np.ndarray:
         """The scores, checked and reloaded after an agent restart as by RemoteModel.predict."""
-        return self._model._predict_once(self._batch, self._sent)
+        loads = self._model.loads
+        try:
+            return self._model._predict_once(self._batch, self._sent)
+        finally:
+            self._reloaded = self._model.loads != loads
 
     def cancel(self) -> None:
         self._sent.cancel()
+
+    @property
+    def answered_at(self) -> float | None:
+        """When the agent answered (None: not yet, or the answer came by a retry or after a reload)."""
+        return None if self._reloaded else self._sent.answered_at
 
 
 def _same_folder(a: str, b: str) -> bool:

@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
 REMIND_SECONDS = 60.0  # how often a lasting outage is logged again
 TIMEOUT_ATTEMPTS = 2
+SEND_PAUSE_FRAMES = 100  # after a Predict sent ahead timed out, this many frames go one at a time
 
 
 class LoopHost(Protocol):
@@ -109,6 +110,7 @@ class RunLoop:
         self._backoff = Backoff()
         self._prefetch = Prefetcher()
         self._sent: SentBatch | None = None  # the Predict sent ahead for the batch being made
+        self._send_pause = 0  # frames to classify before sending ahead again (after a late answer)
 
     def counts(self) -> Mapping[str, int]:
         return asdict(self.counters)
@@ -169,19 +171,36 @@ class RunLoop:
         while len(batch) < wanted and not self.stop.is_set():
             if not self._prefetch.settle(self.stop, WAKE_SECONDS):
                 break
-            ahead = self._prefetch.take()
+            ahead = self._take_ahead()
             frame = self._next_frame(first=not batch, ahead=ahead)
             if frame is None:
                 break
             try:
                 prepared = ahead.prepare(pipeline, frame) if ahead else pipeline.prepare(frame)
-                if ahead is not None and not batch:
-                    self._sent = ahead.sent_for(pipeline, prepared)
-                batch.append(prepared)
             except FrameError as exc:
+                if ahead is not None:
+                    ahead.drop()
                 self.counters.bad_frames += 1
                 logger.warning("skipping frame %d (%s): %s", frame.frame_id, frame.source, exc)
+                continue
+            if ahead is not None:
+                sent = ahead.sent_for(pipeline, prepared)
+                if not batch:
+                    self._sent = sent
+                elif sent is not None:
+                    sent.cancel()  # only a batch's first frame can have a Predict of its own
+            batch.append(prepared)
         return batch
+
+    def _take_ahead(self) -> Ahead | None:
+        """The oldest frame read ahead from the current source; those read from a source since replaced
+        (a configuration update) are dropped, uncounted: the next frame comes from the new one."""
+        ahead = self._prefetch.take()
+        while ahead is not None and ahead.source is not self.host.source:
+            logger.debug("dropping a frame read ahead from the source that was replaced")
+            ahead.drop()
+            ahead = self._prefetch.take()
+        return ahead
 
     def _next_frame(self, first: bool, ahead: Ahead | None = None) -> Frame | None:
         """The next frame from the source, or the one read ahead; None when there is none now."""
@@ -209,15 +228,21 @@ class RunLoop:
     def _classify(self, batch: list[PreparedFrame]) -> list[tuple[Classification, ModelIdentity]]:
         """Classifies the batch under the policies of the module docstring; the frames that were classified
         come back, each with the identity of the model that did it."""
-        first = batch[0].frame.frame_id
-        outage: float | None = None
-        reminded = 0.0
-        timeouts = 0
         active = self.host.active
         sent, self._sent = self._sent, None
         if sent is not None and not _sent_for(sent, active.pipeline, batch):
             sent.cancel()  # sent for other frames (a read ahead into a batch of more) or another model
             sent = None
+        return self._attempts(batch, active, sent)
+
+    def _attempts(
+        self, batch: list[PreparedFrame], active: ActiveModel, sent: SentBatch | None
+    ) -> list[tuple[Classification, ModelIdentity]]:
+        first = batch[0].frame.frame_id
+        outage: float | None = None
+        reminded = 0.0
+        timeouts = 0
+        failed = False  # an attempt for this batch failed: nothing is sent ahead while it is tried again
         while not self.stop.is_set():
             if self.host.active is not active:  # swapped while waiting: the new model's own tensors
                 active = self.host.active
@@ -226,12 +251,20 @@ class RunLoop:
                     return []
             try:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
-                self._read_ahead(active)
-                attempt, sent = sent, None  # a Predict sent ahead is the first attempt only
+                self._read_ahead(active, send=not failed)
+                attempt, sent = sent, None  # a Predict sent ahead is the first try only
+                answered = False
                 try:
                     results = active.pipeline.infer(batch, attempt)
+                    answered = True
+                except EdgeError as exc:
+                    if attempt is None:
+                        raise
+                    self._sent_ahead_failed(first, exc)
+                    continue  # not an attempt: the frame gets a call of its own, under the policies
                 finally:
-                    self._prefetch.answered()
+                    self._prefetch.answered(answered)
+                    failed = failed or not answered
             except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
                 self.state = (
@@ -256,10 +289,14 @@ class RunLoop:
             except AgentTimeoutError as exc:
                 self.counters.agent_timeouts += 1
                 self.state = "AGENT_TOO_SLOW"
+                self._pause_sending(exc)
                 timeouts += 1
                 if timeouts < TIMEOUT_ATTEMPTS:
                     logger.warning(
-                        "the agent is slow (%s); trying %d frame(s) from %d once more", exc, len(batch), first
+                        "the agent is slow (%s); trying %d frame(s) from %d once more",
+                        exc,
+                        len(batch),
+                        first,
                     )
                     continue
                 if len(batch) > 1:
@@ -284,20 +321,38 @@ class RunLoop:
                 logger.info("agent back after %.1f s", time.monotonic() - outage)
             self._backoff.reset()
             self.state = "RUNNING"
+            self._send_pause = max(0, self._send_pause - len(results))
             for result in results:
                 self.counters.classified += 1
                 self.host.metrics.frame_classified(result.latency)
             return [(result, active.identity) for result in results]
+        if sent is not None:
+            sent.cancel()  # stopped before it was taken
         return []
 
-    def _read_ahead(self, active: ActiveModel) -> None:
+    def _sent_ahead_failed(self, first: int, exc: EdgeError) -> None:
+        """A Predict sent ahead failed (it may have queued behind others past its deadline, or failed in an
+        outage that has ended): not counted, the frame gets a call of its own."""
+        logger.debug("frame %d: its Predict sent ahead failed (%s); it gets a call of its own", first, exc)
+        if isinstance(exc, AgentTimeoutError):
+            self._pause_sending(exc)
+
+    def _pause_sending(self, exc: AgentTimeoutError) -> None:
+        """The agent was too slow for a Predict: Predicts queued behind each other would only be slower, so
+        those sent ahead are recalled and the next SEND_PAUSE_FRAMES frames go one at a time."""
+        if self._send_pause == 0 and self.host.config.batch_size == 1:
+            logger.info("the agent is slow (%s); sending ahead pauses for %d frames", exc, SEND_PAUSE_FRAMES)
+        self._send_pause = SEND_PAUSE_FRAMES
+        self._prefetch.recall()
+
+    def _read_ahead(self, active: ActiveModel, send: bool = True) -> None:
         """Starts reading (and with BatchSize 1 sending) ahead while a batch is on the agent, when the frames
         after it are due as soon as it is classified: up to MAX_AHEAD frames held, so that with their
         Predicts sent ahead MAX_AHEAD are on the agent at once, the last one sent once the loop has the answer
         it waits for."""
         config = self.host.config
         limit = config.max_frames
-        send = config.batch_size == 1
+        send = send and config.batch_size == 1 and not self._send_pause
         held = self._prefetch.held
         room = (MAX_AHEAD if send else 1) - held
         if limit:

@@ -86,10 +86,12 @@ class FramePipeline:
                 raise ValueError("infer() was given a Predict sent for another batch or pipeline")
             started = sent.started
             output = sent.scores.result()
+            answered = sent.scores.answered_at or time.perf_counter()  # not when the loop came to take it
         else:
             started = time.perf_counter()
             output = self.model.predict(_stacked(batch))
-        predict_ms = (time.perf_counter() - started) * 1000
+            answered = time.perf_counter()
+        predict_ms = (answered - started) * 1000
         manifest = self.model.manifest
         results = []
         for row, prepared in enumerate(batch):

@@ -67,6 +67,7 @@ class Ahead:
 
     frame: Frame | None
     prepared_by: Preparer
+    source: FrameSource | None = None  # read from
     read_error: Exception | None = None
     prepared: PreparedFrame | None = None
     prepare_error: Exception | None = None
@@ -110,13 +111,13 @@ def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
     try:
         frame = source.next_frame()
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.read)
-        return Ahead(None, pipeline, read_error=exc)
+        return Ahead(None, pipeline, source, read_error=exc)
     if frame is None:
-        return Ahead(None, pipeline)
+        return Ahead(None, pipeline, source)
     try:
-        return Ahead(frame, pipeline, prepared=pipeline.prepare(frame))
+        return Ahead(frame, pipeline, source, prepared=pipeline.prepare(frame))
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.prepare)
-        return Ahead(frame, pipeline, prepare_error=exc)
+        return Ahead(frame, pipeline, source, prepare_error=exc)
 
 
 def send_ahead(ahead: Ahead) -> Ahead:
@@ -139,6 +140,7 @@ class _Job:
     send: bool
     at_once: int  # how many of them may be sent as soon as prepared; each further one waits for an answer
     answers: int  # the loop's answer count when the job started
+    failures: int  # and its count of failed attempts
 
 
 class Prefetcher:
@@ -152,6 +154,7 @@ class Prefetcher:
         self._held: deque[Ahead] = deque()
         self._thread: threading.Thread | None = None
         self._answers = 0  # answers the loop has had to its Predicts (see answered())
+        self._failures = 0  # attempts of the loop that failed
         self._closing = False
         self._changed = threading.Condition()
 
@@ -195,13 +198,18 @@ class Prefetcher:
         self._finished.clear()
         self._running = True
         with self._changed:
-            answers = self._answers
-        self._jobs.put(_Job(source, pipeline, frames, send, at_once, answers))
+            answers, failures = self._answers, self._failures
+        self._jobs.put(_Job(source, pipeline, frames, send, at_once, answers, failures))
 
-    def answered(self) -> None:
-        """The loop has had an answer (or an error) for a Predict it waited for: one more may be sent."""
+    def answered(self, ok: bool = True) -> None:
+        """The loop has had the answer to a Predict it waited for (ok), so one more may be sent; or that
+        attempt failed, and a frame waiting to be sent is not sent (the agent is unreachable or slow: the
+        loop classifies it with a call of its own later)."""
         with self._changed:
-            self._answers += 1
+            if ok:
+                self._answers += 1
+            else:
+                self._failures += 1
             self._changed.notify_all()
 
     def settle(self, stop: threading.Event, wake: float = 0.2) -> bool:
@@ -214,6 +222,15 @@ class Prefetcher:
             elif stop.is_set():
                 return False
         return True
+
+    def recall(self) -> None:
+        """Cancels the Predicts of the frames held (the agent skips one not yet run, and stops one running);
+        the frames stay held, for the loop to classify with calls of their own."""
+        recalled: deque[Ahead] = deque()
+        for ahead in self._held:
+            ahead.drop()
+            recalled.append(replace(ahead, sent=None))
+        self._held = recalled
 
     def take(self) -> Ahead | None:
         """The oldest frame read ahead (settled first), or None; each is handed out once."""
@@ -253,11 +270,11 @@ class Prefetcher:
     def _may_send(self, index: int, job: _Job) -> bool:
         """Whether the job's frame `index` may be sent now, after waiting for the loop's answer it needs;
         False when the prefetcher closes first."""
-        if index < job.at_once:
-            return True
+        needed = job.answers + index - job.at_once + 1
         with self._changed:
-            self._changed.wait_for(
-                lambda: self._closing or self._answers >= job.answers + index - job.at_once + 1,
-                SEND_WAIT_SECONDS,  # a bound, never reached: the loop answers after every attempt
-            )
-            return not self._closing
+            if index >= job.at_once:
+                self._changed.wait_for(
+                    lambda: self._closing or self._answers >= needed or self._failures > job.failures,
+                    SEND_WAIT_SECONDS,  # past it, the frame is not sent (the loop calls for it itself)
+                )
+            return not self._closing and self._answers >= needed and self._failures == job.failures

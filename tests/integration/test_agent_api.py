@@ -247,6 +247,17 @@ def test_predicts_sent_ahead_answer_as_predict_does_two_at_a_time(
         client.send_predict("nope", {"x": a}).result()  # errors come from result(), translated alike
 
 
+def test_a_predict_sent_ahead_knows_when_it_was_answered_not_when_it_was_taken(
+    client: AgentClient, models_root: Path
+) -> None:
+    client.load_model(models_root / "tiny-dynamic", "dyn")
+    sent_at = time.perf_counter()
+    sent = client.send_predict("dyn", {"x": np.ones((1, 4), np.float32)})
+    time.sleep(0.5)  # the loop busy with the frame before
+    sent.result()
+    assert sent.answered_at is not None and sent.answered_at - sent_at < 0.25
+
+
 def test_a_predict_sent_ahead_with_nothing_listening_is_unavailable_within_the_deadline(
     socket_path: Path,
 ) -> None:

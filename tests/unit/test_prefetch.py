@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent_client.errors import AgentUnavailableError, FrameError
+from agent_client.errors import AgentTimeoutError, AgentUnavailableError, FrameError
+from component import prefetch
 from component.frames import Classification, Frame
 from component.pipeline import PreparedFrame
 from component.prefetch import MAX_AHEAD, Ahead, Prefetcher, read_ahead
@@ -250,17 +251,18 @@ def test_a_predict_sent_ahead_that_fails_is_held_and_retried_as_a_new_call() -> 
 
 
 def test_a_model_swap_cancels_a_predict_sent_with_the_old_model_and_classifies_the_frame_anew() -> None:
-    old = SendingPipeline({1: [AgentUnavailableError("down")] * 1000})
-    new = SendingPipeline()
+    old, new = SendingPipeline(), SendingPipeline()
     publisher = RecordingPublisher()
-    loop, host = make_loop([1, 2, 3], old, publisher)
-    host.on_between[5] = lambda h: setattr(
+    loop, host = make_loop(list(range(1, 7)), old, publisher)
+    host.on_between[2] = lambda h: setattr(  # after frame 1, while the next ones are on the agent for the old
         h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
     )
     loop.run()
-    assert old.sent[2].cancelled and 2 not in old.answered
-    assert new.calls == [1, 2, 3] and 2 not in new.answered
-    assert [payload["model"]["name"] for _, payload in publisher.messages] == ["n", "n", "n"]
+    assert sorted(old.sent) == list(range(2, 2 + MAX_AHEAD))
+    assert all(sent.cancelled for sent in old.sent.values()) and old.answered == [] and old.calls == [1]
+    assert new.calls == [2, 3, 4, 5, 6] and not set(old.sent) & set(new.answered)
+    assert [payload["model"]["name"] for _, payload in publisher.messages] == ["m"] + ["n"] * 5
+    assert frame_ids(publisher) == [1, 2, 3, 4, 5, 6]
 
 
 def test_with_a_batch_size_above_1_nothing_is_sent_ahead() -> None:
@@ -317,3 +319,151 @@ def test_closing_while_a_frame_waits_to_be_sent_sends_nothing_and_ends_the_worke
     assert time.monotonic() - started < 1.0
     assert list(pipeline.sent) == [1] and pipeline.sent[1].cancelled
     assert no_prefetch_thread()
+
+
+def test_stop_right_after_a_batch_is_made_cancels_the_predict_sent_for_it() -> None:
+    pipeline = SendingPipeline()
+    loop, _ = make_loop([1, 2, 3, 4], pipeline, RecordingPublisher())
+    next_batch = loop._next_batch
+
+    def then_stop() -> list[PreparedFrame]:
+        batch = next_batch()
+        if batch and batch[0].frame.frame_id == 2:
+            loop.stop.set()  # SIGTERM while frame 2's batch is made
+        return batch
+
+    loop._next_batch = then_stop  # type: ignore[method-assign]
+    loop.run()
+    assert 2 in pipeline.sent and 2 not in pipeline.answered
+    unanswered = [i for i in pipeline.sent if i not in pipeline.answered]
+    assert unanswered and all(pipeline.sent[i].cancelled for i in unanswered)
+
+
+def test_batch_size_raised_while_sent_frames_are_held_cancels_what_it_no_longer_takes() -> None:
+    pipeline = SendingPipeline()
+    publisher = RecordingPublisher()
+    loop, host = make_loop(list(range(1, 11)), pipeline, publisher)
+    host.on_between[3] = lambda h: setattr(h, "config", h.config.model_copy(update={"batch_size": 4}))
+    loop.run()
+    assert frame_ids(publisher) == list(range(1, 11))
+    leaked = [i for i, s in pipeline.sent.items() if i not in pipeline.answered and not s.cancelled]
+    assert leaked == []
+
+
+def test_a_frame_waiting_to_be_sent_is_not_sent_past_the_wait_bound() -> None:
+    pipeline = SendingPipeline()
+    loop, _ = make_loop([1, 2, 3, 4, 5], pipeline, RecordingPublisher())
+    seen: list[list[int]] = []
+
+    def slow_first_answer() -> None:  # frame 1's answer takes longer than the worker may wait
+        time.sleep(0.3)
+        seen.append(sorted(pipeline.sent))
+
+    pipeline.on_infer[1] = slow_first_answer
+    saved = prefetch.SEND_WAIT_SECONDS
+    prefetch.SEND_WAIT_SECONDS = 0.05
+    try:
+        loop.run()
+    finally:
+        prefetch.SEND_WAIT_SECONDS = saved
+    assert seen == [list(range(2, 1 + MAX_AHEAD))]  # those sent at once; none past the bound
+
+
+def test_after_a_failed_attempt_nothing_more_is_sent_while_the_frame_is_tried_again() -> None:
+    pipeline = SendingPipeline({1: [AgentTimeoutError("slow")]})
+    publisher = RecordingPublisher()
+    loop, _ = make_loop([1, 2, 3, 4, 5], pipeline, publisher)
+    at_retry: list[list[int]] = []
+    attempts = 0
+
+    def note() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 2:  # frame 1 tried again: give the worker time to send what it would
+            time.sleep(0.1)
+            at_retry.append(sorted(pipeline.sent))
+
+    pipeline.on_infer[1] = note
+    loop.run()
+    assert len(at_retry) == 1 and all(i <= MAX_AHEAD for i in at_retry[0])  # none once it failed
+    assert frame_ids(publisher) == [1, 2, 3, 4, 5]
+
+
+def test_a_predict_sent_ahead_that_failed_is_no_attempt_and_no_outage() -> None:
+    """Sent ahead, its answer an error (the agent was down for a moment, or it queued past its deadline):
+    not counted; the frame gets a call of its own at once, no outage or timeout counted or waited out."""
+    pipeline = SendingPipeline({2: [AgentUnavailableError("down")], 3: [AgentTimeoutError("late")]})
+    publisher = RecordingPublisher()
+    loop, _ = make_loop([1, 2, 3, 4], pipeline, publisher)
+    loop.run()
+    assert frame_ids(publisher) == [1, 2, 3, 4]
+    assert pipeline.answered[:2] == [2, 3] and pipeline.calls == [1, 2, 2, 3, 3, 4]  # sent, then its own
+    assert loop.counters.agent_outages == 0 and loop.counters.agent_timeouts == 0
+    assert loop._send_pause > 0  # a late answer pauses sending ahead
+
+
+class SerialAgent:
+    """An agent that runs one Predict at a time (DLR's lock, `--workers 1`), `run_s` each; a call whose
+    deadline passed while it queued is skipped, as agent/limits.py does; the caller gets AgentTimeoutError
+    at its deadline, counted from its send (as SentCall's); a cancelled one not yet run is skipped (as the
+    agent skips a call whose caller has gone). A stand-in for timing only."""
+
+    def __init__(self, run_s: float) -> None:
+        self.run_s = run_s
+        self._lock = threading.Lock()
+
+    def submit(self, timeout: float, sent: FakeSent | None = None) -> tuple[threading.Event, float]:
+        done, deadline = threading.Event(), time.monotonic() + timeout
+
+        def work() -> None:
+            with self._lock:
+                if time.monotonic() < deadline and not (sent and sent.cancelled):  # skipped, as the agent
+                    time.sleep(self.run_s)
+                    done.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        return done, deadline
+
+    @staticmethod
+    def wait(call: tuple[threading.Event, float]) -> None:
+        done, deadline = call
+        if not done.wait(max(deadline - time.monotonic(), 0)):
+            raise AgentTimeoutError("DEADLINE_EXCEEDED")
+
+
+class SerialAgentPipeline(SendingPipeline):
+    def __init__(self, agent: SerialAgent, timeout: float) -> None:
+        super().__init__()
+        self.agent, self.timeout = agent, timeout
+
+    def send(self, batch: list[PreparedFrame]) -> FakeSent:  # type: ignore[override]
+        sent = super().send(batch)
+        sent.call = self.agent.submit(self.timeout, sent)  # type: ignore[attr-defined]
+        return sent
+
+    def infer(self, batch: list[PreparedFrame], sent: Any = None) -> list[Classification]:
+        self.agent.wait(sent.call if sent is not None else self.agent.submit(self.timeout))
+        return super().infer(batch, sent)
+
+
+def test_an_agent_too_slow_for_predicts_queued_behind_each_other_loses_no_frame() -> None:
+    """Each run takes 60% of the deadline: Predicts queued behind each other (in no set order) time out.
+    One sent ahead is no attempt; the first timeout recalls those sent ahead and pauses sending, so a frame's
+    own call then has the agent to itself: every frame published, none given up (before: about half were)."""
+    pipeline = SerialAgentPipeline(SerialAgent(run_s=0.3), timeout=0.5)
+    publisher = RecordingPublisher()
+    loop, _ = make_loop(list(range(1, 8)), pipeline, publisher)
+    loop.run()
+    assert frame_ids(publisher) == list(range(1, 8))
+    assert loop.counters.failed_frames == 0 and loop.counters.agent_timeouts <= 1
+    assert loop._send_pause > 0  # sending ahead paused after the late answers
+
+
+def test_frames_read_ahead_from_a_replaced_source_are_dropped_and_its_end_does_not_stop_the_loop() -> None:
+    pipeline = SendingPipeline()
+    publisher = RecordingPublisher()
+    loop, host = make_loop([1, 2], pipeline, publisher)  # the old source ends after frame 2
+    host.on_between[2] = lambda h: setattr(h, "source", ListSource([11, 12, 13]))  # after frame 1
+    loop.run()
+    assert frame_ids(publisher) == [1, 11, 12, 13]
+    assert pipeline.sent[2].cancelled and 2 not in pipeline.calls
