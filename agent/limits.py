@@ -10,9 +10,10 @@ Each bound answers RESOURCE_EXHAUSTED (the client raises AgentBusyError, a timeo
 - one message (`--max-message-mb`): grpc.max_receive_message_length.
 Memory: gRPC reads a queued call's message only when a worker thread takes the call, so raw request bytes are
 bounded by `workers` x the largest message, and parsed requests and the runs they feed by the byte budget.
-What gRPC buffers of a call accepted but still queued is its stream window (agent.server.STREAM_WINDOW_BYTES,
-256 KiB), outside the budget: at most (max concurrent RPCs - workers) x 256 KiB, 15 MiB with the defaults
-(measured, 63 queued 602 kB calls: +17 MiB; +5 with gRPC's 64 KiB window).
+What gRPC buffers of a call accepted but still queued is up to its stream window
+(agent.server.STREAM_WINDOW_BYTES, 256 KiB), outside the budget: about (max concurrent RPCs - workers) x 256
+KiB, 15 MiB with the defaults (measured, 63 queued 602 kB calls: +17 MiB, against +5 with gRPC's 64 KiB);
+a larger --max-concurrent-rpcs raises it in proportion.
 A malformed message is answered INVALID_ARGUMENT (gRPC's own deserializer failure would be INTERNAL).
 """
 

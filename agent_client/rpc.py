@@ -93,7 +93,7 @@ def call(
             if code is grpc.StatusCode.UNAVAILABLE and attempt < policy.retries and remaining > pause:
                 logger.debug("%s: agent unavailable, retry %d in %.2f s", what, attempt + 1, pause)
                 if first_sent is not None:
-                    first_sent.answered_at = None  # the answer will be a later attempt's
+                    first_sent.retried = True  # the answer will be a later attempt's
                 time.sleep(pause)
                 attempt += 1
                 continue
@@ -105,6 +105,8 @@ def _answer(future: Any, remaining: float, what: str, policy: CallPolicy) -> Any
     guard); its gRPC error raised as such."""
     try:
         return future.result(timeout=remaining + DEADLINE_GRACE_S)
+    except grpc.FutureCancelledError:
+        raise AgentTimeoutError(f"{what}: the call was cancelled before the agent answered") from None
     except grpc.FutureTimeoutError:
         future.cancel()
         raise AgentTimeoutError(
@@ -124,7 +126,8 @@ class SentCall(Generic[Response]):
         self._args = (method, request, what, policy)
         self.deadline = time.monotonic() + policy.timeout
         self.future: Any = None
-        self.answered_at: float | None = None  # time.perf_counter() when the first attempt was answered
+        self.retried = False  # call() made further attempts: the answer is not the first one's
+        self._answered_at: float | None = None
         self._error: Exception | None = None
         try:
             policy.before_attempt()
@@ -134,7 +137,12 @@ class SentCall(Generic[Response]):
             self._error = exc
 
     def _done(self, future: Any) -> None:
-        self.answered_at = time.perf_counter()
+        self._answered_at = time.perf_counter()
+
+    @property
+    def answered_at(self) -> float | None:
+        """time.perf_counter() when the first attempt was answered; None before, or after a retry."""
+        return None if self.retried else self._answered_at
 
     def result(self) -> Response:
         if self._error is not None:

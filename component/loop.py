@@ -24,7 +24,11 @@ for everything that goes wrong on the way.
   `host.between()` runs. A frame read ahead is held through an outage, prepared again after a model swap,
   and dropped only at stop. With BatchSize 1 the worker also sends each frame's Predict while the loop
   waits for another's, so up to three are on the agent at once; its answer is the frame's first attempt,
-  under the policies above (a retry is a new call).
+  under the policies above (a retry is a new call). Predicts are sent ahead only while answers come within
+  SEND_AHEAD_SHARE of RpcTimeoutSeconds (three queued on an agent that runs one at a time must all fit
+  it), never ahead of a frame held unsent, and not while a frame is tried again; one that times out or
+  finds no agent is no attempt (the frame gets a call of its own), and a timeout recalls those sent ahead
+  and pauses sending for SEND_PAUSE_FRAMES frames.
 """
 
 from __future__ import annotations
@@ -64,7 +68,10 @@ logger = logging.getLogger(__name__)
 WAKE_SECONDS = 0.2  # longest wait between looks at the stop flag and configuration updates
 REMIND_SECONDS = 60.0  # how often a lasting outage is logged again
 TIMEOUT_ATTEMPTS = 2
-SEND_PAUSE_FRAMES = 100  # after a Predict sent ahead timed out, this many frames go one at a time
+SEND_PAUSE_FRAMES = 100  # after a Predict timed out, this many frames go one at a time
+# Predicts are sent ahead only while answers (each frame's predict time, queueing included) take at most this
+# share of RpcTimeoutSeconds: several queued on an agent that runs one at a time (DLR) must all fit it.
+SEND_AHEAD_SHARE = 0.25
 
 
 class LoopHost(Protocol):
@@ -111,6 +118,7 @@ class RunLoop:
         self._prefetch = Prefetcher()
         self._sent: SentBatch | None = None  # the Predict sent ahead for the batch being made
         self._send_pause = 0  # frames to classify before sending ahead again (after a late answer)
+        self._agent_quick = False  # the last answer came well within the deadline (SEND_AHEAD_SHARE)
 
     def counts(self) -> Mapping[str, int]:
         return asdict(self.counters)
@@ -253,18 +261,16 @@ class RunLoop:
                 self.host.beat(self.host.config.rpc_timeout * 2 + 1.0)  # a Predict, maybe reloading the model
                 self._read_ahead(active, send=not failed)
                 attempt, sent = sent, None  # a Predict sent ahead is the first try only
-                answered = False
                 try:
                     results = active.pipeline.infer(batch, attempt)
-                    answered = True
-                except EdgeError as exc:
-                    if attempt is None:
+                except BaseException as exc:
+                    self._prefetch.answered(False)  # before anything waits for the worker
+                    failed = True
+                    if attempt is None or not isinstance(exc, (AgentTimeoutError, AgentUnavailableError)):
                         raise
                     self._sent_ahead_failed(first, exc)
                     continue  # not an attempt: the frame gets a call of its own, under the policies
-                finally:
-                    self._prefetch.answered(answered)
-                    failed = failed or not answered
+                self._prefetch.answered(True)
             except (AgentUnavailableError, ModelLoadingError, AgentUntrustedError) as exc:
                 now = time.monotonic()
                 self.state = (
@@ -322,6 +328,8 @@ class RunLoop:
             self._backoff.reset()
             self.state = "RUNNING"
             self._send_pause = max(0, self._send_pause - len(results))
+            slowest = max(result.latency.predict for result in results) / 1000
+            self._agent_quick = slowest <= self.host.config.rpc_timeout * SEND_AHEAD_SHARE
             for result in results:
                 self.counters.classified += 1
                 self.host.metrics.frame_classified(result.latency)
@@ -330,9 +338,10 @@ class RunLoop:
             sent.cancel()  # stopped before it was taken
         return []
 
-    def _sent_ahead_failed(self, first: int, exc: EdgeError) -> None:
-        """A Predict sent ahead failed (it may have queued behind others past its deadline, or failed in an
-        outage that has ended): not counted, the frame gets a call of its own."""
+    def _sent_ahead_failed(self, first: int, exc: AgentTimeoutError | AgentUnavailableError) -> None:
+        """A Predict sent ahead timed out or found no agent (it may have queued behind others past its
+        deadline, or failed in an outage that has ended): not counted, the frame gets a call of its own. Any
+        other answer (a refusal, non-finite scores) is the frame's own: it would be the same again."""
         logger.debug("frame %d: its Predict sent ahead failed (%s); it gets a call of its own", first, exc)
         if isinstance(exc, AgentTimeoutError):
             self._pause_sending(exc)
@@ -343,7 +352,8 @@ class RunLoop:
         if self._send_pause == 0 and self.host.config.batch_size == 1:
             logger.info("the agent is slow (%s); sending ahead pauses for %d frames", exc, SEND_PAUSE_FRAMES)
         self._send_pause = SEND_PAUSE_FRAMES
-        self._prefetch.recall()
+        if self._prefetch.settle(self.stop, WAKE_SECONDS):  # a read ahead still running sends nothing more
+            self._prefetch.recall()
 
     def _read_ahead(self, active: ActiveModel, send: bool = True) -> None:
         """Starts reading (and with BatchSize 1 sending) ahead while a batch is on the agent, when the frames
@@ -352,12 +362,14 @@ class RunLoop:
         it waits for."""
         config = self.host.config
         limit = config.max_frames
-        send = send and config.batch_size == 1 and not self._send_pause
-        held = self._prefetch.held
+        prefetch = self._prefetch
+        send = send and config.batch_size == 1 and not self._send_pause and self._agent_quick
+        if send and prefetch.unsent_held():
+            return  # the frames held unsent go first; none is sent ahead of them
+        held = prefetch.held
         room = (MAX_AHEAD if send else 1) - held
         if limit:
             room = min(room, limit - self.counters.frames - held)
-        prefetch = self._prefetch
         if config.inference_interval > 0 or prefetch.running or prefetch.source_paused or self.ended:
             return
         if room < 1:

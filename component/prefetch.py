@@ -178,6 +178,10 @@ class Prefetcher:
         more is read ahead until the loop has taken it."""
         return bool(self._held) and self._held[-1].prepared is None
 
+    def unsent_held(self) -> int:
+        """Prepared frames held whose Predict was not sent."""
+        return sum(1 for ahead in self._held if ahead.sent is None and ahead.prepared is not None)
+
     def sent_held(self) -> int:
         """Frames read ahead and not taken yet whose Predict was sent."""
         return sum(1 for ahead in self._held if ahead.sent is not None)

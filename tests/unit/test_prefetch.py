@@ -3,6 +3,7 @@ while a batch is on the agent, and every guarantee of the loop kept (no sockets)
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from types import SimpleNamespace
@@ -10,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from agent_client.errors import AgentTimeoutError, AgentUnavailableError, FrameError
+from agent_client.errors import (
+    AgentTimeoutError,
+    AgentUnavailableError,
+    FrameError,
+    InvalidRequestError,
+    ModelOutputError,
+)
+from component import loop as loop_module
 from component import prefetch
 from component.frames import Classification, Frame
 from component.pipeline import PreparedFrame
@@ -81,9 +89,9 @@ def test_a_model_swap_prepares_the_frame_read_ahead_again_with_the_new_model() -
         h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
     )
     loop.run()
-    assert old.prepared == [1, 2, 3]  # 2 and 3 read ahead for the old model while 1 was held
+    assert old.prepared == [1, 2]  # 2 read ahead for the old model while 1 was held (nothing sent ahead)
     assert new.prepared == [1, 2, 3] and new.calls == [1, 2, 3]
-    assert new.threads[2] == new.threads[3] == "MainThread"  # prepared again, on taking them
+    assert new.threads[2] == "MainThread" and new.threads[3] == "prefetch"
     assert [payload["model"]["name"] for _, payload in publisher.messages] == ["n", "n", "n"]
 
 
@@ -233,6 +241,7 @@ def test_with_batch_size_1_the_frame_read_ahead_is_also_sent_and_its_answer_take
     publisher = RecordingPublisher()
     pipeline = SendingPipeline()
     loop, _ = make_loop(list(range(1, 7)), pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     loop.run()
     assert frame_ids(publisher) == [1, 2, 3, 4, 5, 6]
     assert pipeline.answered == [2, 3, 4, 5, 6] and pipeline.calls == [1, 2, 3, 4, 5, 6]
@@ -244,6 +253,7 @@ def test_a_predict_sent_ahead_that_fails_is_held_and_retried_as_a_new_call() -> 
     publisher = RecordingPublisher()
     pipeline = SendingPipeline({2: [AgentUnavailableError("down")] * 2})
     loop, _ = make_loop([1, 2, 3], pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     loop.run()
     assert pipeline.calls == [1, 2, 2, 2, 3]  # the sent one's answer, then two new calls
     assert pipeline.answered.count(2) == 1
@@ -254,6 +264,7 @@ def test_a_model_swap_cancels_a_predict_sent_with_the_old_model_and_classifies_t
     old, new = SendingPipeline(), SendingPipeline()
     publisher = RecordingPublisher()
     loop, host = make_loop(list(range(1, 7)), old, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     host.on_between[2] = lambda h: setattr(  # after frame 1, while the next ones are on the agent for the old
         h, "active", SimpleNamespace(pipeline=new, identity=ModelIdentity("n", "2", "def"))
     )
@@ -277,6 +288,7 @@ def test_stop_cancels_a_predict_sent_ahead_and_not_taken() -> None:
     publisher = RecordingPublisher()
     pipeline = SendingPipeline()
     loop, _ = make_loop([1, 2, 3], pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
 
     def stop_once_2_is_sent() -> None:
         deadline = time.monotonic() + 2.0
@@ -324,6 +336,7 @@ def test_closing_while_a_frame_waits_to_be_sent_sends_nothing_and_ends_the_worke
 def test_stop_right_after_a_batch_is_made_cancels_the_predict_sent_for_it() -> None:
     pipeline = SendingPipeline()
     loop, _ = make_loop([1, 2, 3, 4], pipeline, RecordingPublisher())
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     next_batch = loop._next_batch
 
     def then_stop() -> list[PreparedFrame]:
@@ -343,6 +356,7 @@ def test_batch_size_raised_while_sent_frames_are_held_cancels_what_it_no_longer_
     pipeline = SendingPipeline()
     publisher = RecordingPublisher()
     loop, host = make_loop(list(range(1, 11)), pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     host.on_between[3] = lambda h: setattr(h, "config", h.config.model_copy(update={"batch_size": 4}))
     loop.run()
     assert frame_ids(publisher) == list(range(1, 11))
@@ -353,6 +367,7 @@ def test_batch_size_raised_while_sent_frames_are_held_cancels_what_it_no_longer_
 def test_a_frame_waiting_to_be_sent_is_not_sent_past_the_wait_bound() -> None:
     pipeline = SendingPipeline()
     loop, _ = make_loop([1, 2, 3, 4, 5], pipeline, RecordingPublisher())
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     seen: list[list[int]] = []
 
     def slow_first_answer() -> None:  # frame 1's answer takes longer than the worker may wait
@@ -373,6 +388,7 @@ def test_after_a_failed_attempt_nothing_more_is_sent_while_the_frame_is_tried_ag
     pipeline = SendingPipeline({1: [AgentTimeoutError("slow")]})
     publisher = RecordingPublisher()
     loop, _ = make_loop([1, 2, 3, 4, 5], pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     at_retry: list[list[int]] = []
     attempts = 0
 
@@ -395,6 +411,7 @@ def test_a_predict_sent_ahead_that_failed_is_no_attempt_and_no_outage() -> None:
     pipeline = SendingPipeline({2: [AgentUnavailableError("down")], 3: [AgentTimeoutError("late")]})
     publisher = RecordingPublisher()
     loop, _ = make_loop([1, 2, 3, 4], pipeline, publisher)
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     loop.run()
     assert frame_ids(publisher) == [1, 2, 3, 4]
     assert pipeline.answered[:2] == [2, 3] and pipeline.calls == [1, 2, 2, 3, 3, 4]  # sent, then its own
@@ -438,32 +455,108 @@ class SerialAgentPipeline(SendingPipeline):
 
     def send(self, batch: list[PreparedFrame]) -> FakeSent:  # type: ignore[override]
         sent = super().send(batch)
+        sent.started = time.perf_counter()
         sent.call = self.agent.submit(self.timeout, sent)  # type: ignore[attr-defined]
         return sent
 
     def infer(self, batch: list[PreparedFrame], sent: Any = None) -> list[Classification]:
+        started = sent.started if sent is not None else time.perf_counter()
         self.agent.wait(sent.call if sent is not None else self.agent.submit(self.timeout))
-        return super().infer(batch, sent)
+        predict_ms = (time.perf_counter() - started) * 1000  # from the send, as FramePipeline measures it
+        return [
+            dataclasses.replace(r, latency=dataclasses.replace(r.latency, predict=predict_ms))
+            for r in super().infer(batch, sent)
+        ]
 
 
-def test_an_agent_too_slow_for_predicts_queued_behind_each_other_loses_no_frame() -> None:
-    """Each run takes 60% of the deadline: Predicts queued behind each other (in no set order) time out.
-    One sent ahead is no attempt; the first timeout recalls those sent ahead and pauses sending, so a frame's
-    own call then has the agent to itself: every frame published, none given up (before: about half were)."""
+def test_an_agent_too_slow_for_predicts_queued_behind_each_other_gets_none_sent_ahead() -> None:
+    """Each run takes 60% of the deadline: three queued would not fit it. Nothing is sent ahead before an
+    answer has come within SEND_AHEAD_SHARE of the deadline, so every frame goes one at a time: all
+    published, no timeout (before: Predicts sent ahead timed out and about half the frames were given up)."""
     pipeline = SerialAgentPipeline(SerialAgent(run_s=0.3), timeout=0.5)
     publisher = RecordingPublisher()
-    loop, _ = make_loop(list(range(1, 8)), pipeline, publisher)
+    loop, _ = make_loop(list(range(1, 8)), pipeline, publisher, rpc_timeout=0.5)
     loop.run()
-    assert frame_ids(publisher) == list(range(1, 8))
-    assert loop.counters.failed_frames == 0 and loop.counters.agent_timeouts <= 1
-    assert loop._send_pause > 0  # sending ahead paused after the late answers
+    assert frame_ids(publisher) == list(range(1, 8)) and pipeline.sent == {}
+    assert loop.counters.failed_frames == 0 and loop.counters.agent_timeouts == 0
 
 
 def test_frames_read_ahead_from_a_replaced_source_are_dropped_and_its_end_does_not_stop_the_loop() -> None:
     pipeline = SendingPipeline()
     publisher = RecordingPublisher()
     loop, host = make_loop([1, 2], pipeline, publisher)  # the old source ends after frame 2
+    loop._agent_quick = True  # an agent seen answering well within its deadline
     host.on_between[2] = lambda h: setattr(h, "source", ListSource([11, 12, 13]))  # after frame 1
     loop.run()
     assert frame_ids(publisher) == [1, 11, 12, 13]
     assert pipeline.sent[2].cancelled and 2 not in pipeline.calls
+
+
+@pytest.mark.parametrize("run_over_deadline", [0.8, 0.9])
+def test_a_one_at_a_time_agent_loses_nothing_when_the_send_pause_ends(
+    monkeypatch: pytest.MonkeyPatch, run_over_deadline: float
+) -> None:
+    """Every run fits the deadline alone (one Predict at a time would have no timeout at all), not three
+    queued. Predicts are sent ahead only while answers come within SEND_AHEAD_SHARE of the deadline, a
+    timeout recalls them and pauses sending (4 frames here, 100 in production), and a frame held unsent goes
+    before any sent after it: nothing is given up, also when the pause ends (before: 5 and 11 of 24)."""
+    monkeypatch.setattr(loop_module, "SEND_PAUSE_FRAMES", 4)
+    timeout = 0.25
+    pipeline = SerialAgentPipeline(SerialAgent(run_s=timeout * run_over_deadline), timeout=timeout)
+    publisher = RecordingPublisher()
+    loop, _ = make_loop(list(range(1, 25)), pipeline, publisher, rpc_timeout=timeout)
+    loop.run()
+    assert loop.counters.failed_frames == 0, (loop.counters.agent_timeouts, loop.counters.failed_frames)
+    assert frame_ids(publisher) == list(range(1, 25))
+
+
+class CountingSendingPipeline(SendingPipeline):
+    """Every Predict (sent ahead or the loop's own) of `bad` frames answers with `error`."""
+
+    def __init__(self, bad: set[int], error: type[Exception]) -> None:
+        super().__init__()
+        self.bad, self.error = bad, error
+        self.agent_runs: list[int] = []
+
+    def infer(self, batch: list[PreparedFrame], sent: Any = None) -> list[Classification]:
+        first = batch[0].frame.frame_id
+        self.agent_runs.append(first)
+        if first in self.bad:
+            super().infer(batch, sent)  # note it
+            raise self.error("deterministic")
+        return super().infer(batch, sent)
+
+
+@pytest.mark.parametrize("error", [ModelOutputError, InvalidRequestError])
+def test_a_deterministic_refusal_of_a_predict_sent_ahead_is_not_asked_again(error: type[Exception]) -> None:
+    """A NaN model (ModelOutputError) or a refused request answers the same every time: the answer of the
+    Predict sent ahead is the frame's answer, not asked again (before: two runs for each such frame)."""
+    bad = set(range(2, 11))
+    pipeline = CountingSendingPipeline(bad, error)
+    loop, _ = make_loop(list(range(1, 11)), pipeline, RecordingPublisher())
+    loop._agent_quick = True  # an agent seen answering well within its deadline
+    loop.run()
+    assert pipeline.agent_runs == list(range(1, 11)), pipeline.agent_runs
+
+
+def test_recall_cancels_a_predict_sent_by_the_job_still_running() -> None:
+    """Frame 1's own call times out while the worker's job (frames 2, 3 sent at once, 4 waiting for an
+    answer) is still running: the job is settled first, so 2 and 3 are recalled too, not left on an agent
+    just found too slow."""
+    pipeline = SendingPipeline()
+    loop, _ = make_loop([1, 2, 3, 4, 5], pipeline, RecordingPublisher())
+    loop._agent_quick = True  # an agent seen answering well within its deadline
+    attempts = 0
+
+    def slow_then_timeout() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            time.sleep(0.2)  # the worker reads and sends 2 and 3 meanwhile, then waits for an answer for 4
+            raise AgentTimeoutError("late")
+
+    pipeline.on_infer[1] = slow_then_timeout
+    loop.run()
+    assert 2 in pipeline.sent and 3 in pipeline.sent
+    assert pipeline.sent[2].cancelled and pipeline.sent[3].cancelled, "recall() missed them"
+    assert pipeline.answered == []
