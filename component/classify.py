@@ -99,10 +99,7 @@ class RemoteModel:
         """The model's scores for a batch of n frames ([n, ...] in, [n, ...] out), in as few Predict calls as
         the model allows. Reloads once if the agent forgot the model (restart)."""
         size = len(batch)
-        if self.max_batch is None:  # any number of frames: as many as fit one request
-            step = min(size, max(1, self.max_request_bytes // max(1, batch[:1].nbytes)))
-        else:
-            step = self.max_batch
+        step = self._step(batch)
         if step == size:
             return self._predict_once(batch)
         parts = []
@@ -117,11 +114,15 @@ class RemoteModel:
     def send(self, batch: np.ndarray) -> SentScores | None:
         """Sends a batch that one Predict carries and returns at once (None for a batch that takes more
         calls: use predict); the result is what predict(batch) would have returned or raised."""
-        if self.max_batch is not None and len(batch) != self.max_batch:
-            return None
-        if self.max_batch is None and batch.nbytes > self.max_request_bytes:
+        if self._step(batch) != len(batch):
             return None
         return SentScores(self, batch, self.client.send_predict(self.name, {self.manifest.input.name: batch}))
+
+    def _step(self, batch: np.ndarray) -> int:
+        """Frames per Predict call for this batch: the model's fixed batch, or as many as fit one request."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return min(len(batch), max(1, self.max_request_bytes // max(1, batch[:1].nbytes)))
 
     def _predict_once(self, batch: np.ndarray, sent: SentPredict | None = None) -> np.ndarray:
         inputs = {self.manifest.input.name: batch}

@@ -198,6 +198,9 @@ class RunLoop:
                 elif sent is not None:
                     sent.cancel()  # only a batch's first frame can have a Predict of its own
             batch.append(prepared)
+        if self._sent is not None and len(batch) > 1:
+            self._sent.cancel()  # sent for the first frame alone; the batch has more (BatchSize raised)
+            self._sent = None
         return batch
 
     def _take_ahead(self) -> Ahead | None:
@@ -236,20 +239,12 @@ class RunLoop:
     def _classify(self, batch: list[PreparedFrame]) -> list[tuple[Classification, ModelIdentity]]:
         """Classifies the batch under the policies of the module docstring; the frames that were classified
         come back, each with the identity of the model that did it."""
-        active = self.host.active
-        sent, self._sent = self._sent, None
-        if sent is not None and not _sent_for(sent, active.pipeline, batch):
-            sent.cancel()  # sent for other frames (a read ahead into a batch of more) or another model
-            sent = None
-        return self._attempts(batch, active, sent)
-
-    def _attempts(
-        self, batch: list[PreparedFrame], active: ActiveModel, sent: SentBatch | None
-    ) -> list[tuple[Classification, ModelIdentity]]:
+        sent, self._sent = self._sent, None  # the first frame's Predict sent ahead (_next_batch)
         first = batch[0].frame.frame_id
         outage: float | None = None
         reminded = 0.0
         timeouts = 0
+        active = self.host.active
         failed = False  # an attempt for this batch failed: nothing is sent ahead while it is tried again
         while not self.stop.is_set():
             if self.host.active is not active:  # swapped while waiting: the new model's own tensors
@@ -361,21 +356,18 @@ class RunLoop:
         Predicts sent ahead MAX_AHEAD are on the agent at once, the last one sent once the loop has the answer
         it waits for."""
         config = self.host.config
-        limit = config.max_frames
         prefetch = self._prefetch
+        if config.inference_interval > 0 or prefetch.running or prefetch.source_paused or self.ended:
+            return
         send = send and config.batch_size == 1 and not self._send_pause and self._agent_quick
         if send and prefetch.unsent_held():
             return  # the frames held unsent go first; none is sent ahead of them
-        held = prefetch.held
-        room = (MAX_AHEAD if send else 1) - held
-        if limit:
-            room = min(room, limit - self.counters.frames - held)
-        if config.inference_interval > 0 or prefetch.running or prefetch.source_paused or self.ended:
-            return
-        if room < 1:
-            return
-        sent_ahead = self._prefetch.sent_held()
-        self._prefetch.start(self.host.source, active.pipeline, send, room, MAX_AHEAD - 1 - sent_ahead)
+        room = (MAX_AHEAD if send else 1) - prefetch.held
+        if config.max_frames:
+            room = min(room, config.max_frames - self.counters.frames - prefetch.held)
+        if room >= 1:
+            at_once = MAX_AHEAD - 1 - prefetch.sent_held()
+            prefetch.start(self.host.source, active.pipeline, send, room, at_once)
 
     def _prepare_again(self, batch: list[PreparedFrame]) -> list[PreparedFrame]:
         prepared = []
@@ -395,12 +387,3 @@ class RunLoop:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.stop.wait(min(remaining, WAKE_SECONDS)):
                 return
-
-
-def _sent_for(sent: SentBatch, pipeline: object, batch: list[PreparedFrame]) -> bool:
-    """Whether sent is pipeline's Predict of exactly these prepared frames."""
-    return (
-        sent.pipeline is pipeline
-        and len(sent.batch) == len(batch)
-        and all(a is b for a, b in zip(sent.batch, batch, strict=True))
-    )

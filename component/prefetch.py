@@ -100,7 +100,7 @@ class Ahead:
         return None
 
     def drop(self) -> None:
-        """Gives up what was sent ahead (the loop stops without taking it)."""
+        """Cancels the Predict sent ahead, if any (the frame is not taken, or gets a call of its own)."""
         if self.sent is not None:
             self.sent.cancel()
 

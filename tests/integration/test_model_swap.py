@@ -44,9 +44,18 @@ def scripted(
     return updates
 
 
+Feed = Callable[[], "dict[str, str] | None"]
+
+
 def run_app(
-    socket_path: Path, capsys: pytest.CaptureFixture[str], frames: int, updates: dict[int, dict[str, object]]
+    socket_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    frames: int,
+    updates: dict[int, dict[str, object]] | Callable[[list[InferenceApp]], Feed],
+    **config: object,
 ) -> tuple[InferenceApp, list[dict[str, object]]]:
+    """Runs the app on the bundled images for `frames` frames; `updates` are scripted configuration updates
+    (see `scripted`), or makes the feed itself from the list that will hold the app."""
     base = {
         "agent_socket": socket_path,
         "image_directory": IMAGES_DIR,
@@ -54,12 +63,13 @@ def run_app(
         "publisher": "stdout",
         "status_interval": 0.0,
         "max_frames": frames,
+        **config,
     }
     holder: list[InferenceApp] = []
     app = InferenceApp(
         build_config(base),
         threading.Event(),
-        updates=scripted(updates, holder),
+        updates=scripted(updates, holder) if isinstance(updates, dict) else updates(holder),
         options=StartOptions(cli=base),
     )
     holder.append(app)
@@ -94,38 +104,19 @@ def test_a_model_folder_that_comes_to_resolve_elsewhere_is_loaded_from_there_wit
     second (not on every frame) and loads the new package, losing no frame."""
     link = tmp_path / "current"
     link.symlink_to(MODEL_DIR)
-    holder: list[InferenceApp] = []
 
-    def relink_after_8_frames() -> dict[str, str] | None:
-        if link.resolve() == MODEL_DIR.resolve() and holder and holder[0].loop.counters.frames >= 8:
-            (tmp_path / "next").symlink_to(INT8_DIR)
-            (tmp_path / "next").replace(link)
-        return None  # no configuration update: only the link changes
+    def relink_after_8_frames(holder: list[InferenceApp]) -> Feed:
+        def feed() -> dict[str, str] | None:
+            if link.resolve() == MODEL_DIR.resolve() and holder and holder[0].loop.counters.frames >= 8:
+                (tmp_path / "next").symlink_to(INT8_DIR)
+                (tmp_path / "next").replace(link)
+            return None  # no configuration update: only the link changes
 
-    base = {
-        "agent_socket": socket_path,
-        "image_directory": IMAGES_DIR,
-        "inference_interval": 0.0,
-        "publisher": "stdout",
-        "status_interval": 0.0,
-        "max_frames": 800,
-        "model_path": link,
-    }
-    app = InferenceApp(
-        build_config(base),
-        threading.Event(),
-        updates=relink_after_8_frames,
-        options=StartOptions(cli=base),
-    )
-    holder.append(app)
-    try:
-        app.start()
-        app.run()
-    finally:
-        app.close()
-    results = [json.loads(line)["payload"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+        return feed
+
+    _, results = run_app(socket_path, capsys, 800, relink_after_8_frames, model_path=link)
     assert [r["frame-id"] for r in results] == list(range(1, 801))
-    names = [r["model"]["name"] for r in results]
+    names = [r["model"]["name"] for r in results]  # type: ignore[index]
     switch = names.index("efficientnet-lite0-int8")
     assert switch > 8 and set(names[:switch]) == {"efficientnet-lite0"}
     assert set(names[switch:]) == {"efficientnet-lite0-int8"}
