@@ -4,18 +4,17 @@ On every LoadModel, before any runtime sees a byte:
 1. the folder is resolved (symbolic links followed) and must lie inside one of the models roots;
 2. it and every folder from its models root down to it must belong to a trusted user and not be writable by
    other users (someone who can write the folder can replace manifest.json itself);
-3. `modelpkg.manifest.load_manifest` + `verify_files`: every file listed with its sha256, none unlisted, none
-   a symbolic link, none writable by group or others (schema 2);
+3. `modelpkg.manifest.load_manifest` + `package_problems`: every file listed, none unlisted, none a symbolic
+   link, none writable by group or others (schema 2);
 4. every file is then read once (O_NOFOLLOW, relative to the folder opened once, owned by a trusted user) and
-   its bytes are hashed again: those exact bytes, and no later state of the disk, are what the backend loads
-   (ONNX Runtime from memory; DLR from a private copy, see agent.backends.dlr_backend). A file replaced
-   between the check and the read fails the second hash instead of being loaded.
+   those bytes are checked against the manifest's sha256 (`verify_files`): they, and no later state of the
+   disk, are what the backend loads (ONNX Runtime from memory; DLR from a private copy, see
+   agent.backends.dlr_backend). A file replaced after the checks fails its digest instead of being loaded.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import stat
@@ -26,7 +25,7 @@ from types import MappingProxyType
 
 from agent_client.errors import InvalidRequestError, ManifestError
 from agent_client.sockets import describe_uid
-from modelpkg.manifest import MANIFEST_FILE, ModelManifest, load_manifest, verify_files
+from modelpkg.manifest import MANIFEST_FILE, ModelManifest, load_manifest, package_problems, verify_files
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def _check_folders(root: Path, folder: Path, trusted_uids: frozenset[int]) -> No
         current = current.parent
 
 
-def _read_verified(folder_fd: int, folder: Path, name: str, want: str, trusted_uids: frozenset[int]) -> bytes:
+def _read_checked(folder_fd: int, folder: Path, name: str, trusted_uids: frozenset[int]) -> bytes:
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
     except OSError as exc:
@@ -113,13 +112,7 @@ def _read_verified(folder_fd: int, folder: Path, name: str, want: str, trusted_u
                 f"{folder / name} belongs to {describe_uid(info.st_uid)}: chown it to the agent's user or "
                 f"root"
             )
-        data = file.read()
-    if hashlib.sha256(data).hexdigest() != want:
-        raise ManifestError(
-            f"{folder / name} no longer matches its manifest digest (changed while it was being loaded?); "
-            f"redeploy the package"
-        )
-    return data
+        return file.read()
 
 
 def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> VerifiedPackage:
@@ -133,7 +126,9 @@ def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> Veri
             f"and run `python -m modelprep manifest {folder}` to fill in the digests of its files"
         )
     manifest = load_manifest(folder)
-    verify_files(manifest)
+    problems = package_problems(manifest)
+    if problems:
+        verify_files(manifest)  # raises, naming them (the files are not read)
     owner = (folder / MANIFEST_FILE).lstat().st_uid
     if owner not in trusted_uids:
         raise ManifestError(
@@ -147,11 +142,9 @@ def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> Veri
         opened = os.fstat(folder_fd)
         if (opened.st_dev, opened.st_ino) != (folder.stat().st_dev, folder.stat().st_ino):
             raise ManifestError(f"model folder {folder} was replaced while it was checked; redeploy it")
-        contents = {
-            name: _read_verified(folder_fd, folder, name, digest, trusted_uids)
-            for name, digest in manifest.files
-        }
+        contents = {name: _read_checked(folder_fd, folder, name, trusted_uids) for name, _ in manifest.files}
     finally:
         os.close(folder_fd)
+    verify_files(manifest, contents)  # the bytes read, hashed once: those and no later state are loaded
     logger.info("verified package %s: %d files, sha256 %s", folder, len(contents), manifest.sha256)
     return VerifiedPackage(folder=folder, manifest=manifest, contents=MappingProxyType(contents))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from agent_client.sockets import (
     prepare_socket_folder,
 )
 
+from . import backends
 from .backends import RuntimeSettings
 from .datacapture import CaptureLimits, CaptureWriter
 from .inputs import ShmPolicy
@@ -133,6 +135,7 @@ class AgentServer:
         self._server = self._build_server()
         self._bind_socket()
         self._mark_serving()
+        threading.Thread(target=backends.warm_up, name="agent-warm-up", daemon=True).start()
         logger.info(
             "agent serving on %s (models roots %s; trusting %s)",
             self.options.socket,

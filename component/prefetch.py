@@ -15,7 +15,8 @@ for the loop to handle in their place:
   model swap and the source is only ever read by one thread.
 - What was read ahead is taken next, oldest first; nothing is counted here (the loop counts when it
   takes). The frames are kept through an outage; a tensor prepared by a pipeline that is no longer the
-  active one is prepared again by the new one (`Ahead.prepared_by`). They are dropped only at stop.
+  active one is prepared again by the new one (`Ahead.prepared_by`). They are dropped only at stop. A
+  frame held keeps the bytes it was read as, not the pixels its preprocessing decoded (`Frame.undecoded`).
 - `close()` ends the worker, joined within a bound (a read blocks at most a live source's wait).
 - Sending ahead (`send=True`, which the loop asks for with BatchSize 1): once a frame is prepared, its
   Predict is sent too, without waiting for the answer, so that the agent always has the next frame's
@@ -115,9 +116,11 @@ def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
     if frame is None:
         return Ahead(None, pipeline, source)
     try:
-        return Ahead(frame, pipeline, source, prepared=pipeline.prepare(frame))
+        prepared = pipeline.prepare(frame)
+        kept = frame.undecoded()  # held until taken: its bytes, not its decoded pixels
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.prepare)
         return Ahead(frame, pipeline, source, prepare_error=exc)
+    return Ahead(kept, pipeline, source, prepared=replace(prepared, frame=kept))
 
 
 def send_ahead(ahead: Ahead) -> Ahead:

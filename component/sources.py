@@ -71,8 +71,11 @@ def open_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 
 def _read(path: Path) -> bytes:
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        with path.open("rb", buffering=0) as handle:
+            # asked for the file's own size (+1: a file that grew since is still caught below), not the
+            # limit: a read of MAX_FILE_BYTES + 1 maps that much memory first (measured: 190 us a frame
+            # against 28 us)
+            data = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_FILE_BYTES) + 1)
     except FileNotFoundError:
         raise FrameError(f"{path} does not exist (any more)") from None
     except OSError as exc:
@@ -111,12 +114,18 @@ class _FileSequence:
         self._frame_id += 1
         started = time.perf_counter()
         try:
-            image = open_image(_read(path), str(path), self._max_pixels)
+            data = _read(path)
+            image = open_image(data, str(path), self._max_pixels)
         except FrameError as exc:
             raise FrameError(f"frame {self._frame_id} ({path}): {exc}") from exc
         read_ms = (time.perf_counter() - started) * 1000
         return Frame(
-            frame_id=self._frame_id, timestamp=time.time(), source=str(path), image=image, read_ms=read_ms
+            frame_id=self._frame_id,
+            timestamp=time.time(),
+            source=str(path),
+            image=image,
+            read_ms=read_ms,
+            encoded=data,
         )
 
     def counts(self) -> Mapping[str, int]:

@@ -35,6 +35,7 @@ import json
 import math
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -374,19 +375,24 @@ def package_problems(manifest: ModelManifest) -> list[str]:
     return problems
 
 
-def verify_files(manifest: ModelManifest) -> None:
+def verify_files(manifest: ModelManifest, contents: Mapping[str, bytes] | None = None) -> None:
     """Checks every file of the package against the manifest (see package_problems) and its digest;
-    ManifestError naming each problem."""
+    ManifestError naming each problem. `contents`: the listed files' bytes as the caller has read them,
+    hashed here instead of the files on disk (the agent reads each file once, and loads the very bytes
+    checked)."""
     problems = package_problems(manifest)
     for name, want in manifest.files:
         path = manifest.folder / name
-        if not path.is_file() or path.is_symlink():
+        if contents is not None:
+            found = hashlib.sha256(contents[name]).hexdigest()
+        elif not path.is_file() or path.is_symlink():
             continue  # already named above
-        try:
-            found = sha256_of(path)
-        except OSError as exc:
-            problems.append(f"{name} cannot be read: {exc.strerror}")
-            continue
+        else:
+            try:
+                found = sha256_of(path)
+            except OSError as exc:
+                problems.append(f"{name} cannot be read: {exc.strerror}")
+                continue
         if found != want:
             problems.append(f"{name} has SHA-256 {found}, the manifest says {want}")
     if problems:

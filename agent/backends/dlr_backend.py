@@ -208,6 +208,12 @@ class DlrSession:
 class DlrBackend:
     name = "dlr"
 
+    def warm_up(self) -> None:
+        try:
+            import_dlr()
+        except BackendUnavailableError:
+            logger.debug("DLR is not installed: nothing to warm up")
+
     def load(self, package: VerifiedPackage, settings: RuntimeSettings) -> DlrSession:
         logger.info("loading %s with DLR (%d threads)", package.folder, settings.threads)
         return DlrSession(package, settings)

@@ -120,6 +120,12 @@ class OrtSession:
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
+    def warm_up(self) -> None:
+        try:
+            _import_ort()
+        except BackendUnavailableError:
+            logger.debug("ONNX Runtime is not installed: nothing to warm up")
+
     def load(self, package: VerifiedPackage, settings: RuntimeSettings) -> OrtSession:
         path = package.folder / package.manifest.file
         logger.info(

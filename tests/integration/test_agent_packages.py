@@ -60,6 +60,31 @@ def test_a_model_file_replaced_on_disk_is_refused_at_the_next_load(
         client.predict("tiny", X)
 
 
+def test_each_file_is_read_once_and_the_bytes_read_are_the_bytes_checked(
+    client: AgentClient, models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is replaced after the checks that need no read (listing, owners, modes), just before the
+    agent reads it: the digest of the bytes read, not of what was on disk earlier, decides."""
+    import agent.package
+
+    reads: list[str] = []
+    read = agent.package._read_checked
+
+    def replaced_then_read(folder_fd: int, folder: Path, name: str, trusted: frozenset[int]) -> bytes:
+        reads.append(name)
+        if name == "model.onnx" and folder.name == "tiny":
+            _replace_model(folder, 3.0)
+        return read(folder_fd, folder, name, trusted)
+
+    monkeypatch.setattr(agent.package, "_read_checked", replaced_then_read)
+    client.load_model("tiny-dynamic", "tiny-dynamic")
+    assert sorted(reads) == ["labels.txt", "model.onnx"]  # once each: no second pass to hash them
+    with pytest.raises(InvalidRequestError, match=r"model.onnx has SHA-256 [0-9a-f]{64}, the manifest says"):
+        client.load_model("tiny", "tiny")
+    with pytest.raises(ModelNotFoundError):
+        client.predict("tiny", X)
+
+
 @pytest.mark.parametrize(
     ("tamper", "problem"),
     [

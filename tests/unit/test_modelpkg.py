@@ -58,6 +58,16 @@ def test_a_valid_manifest_loads(folder: Path) -> None:
     assert manifest.model_path == folder.resolve() / "model.onnx"
 
 
+def test_bytes_already_read_are_checked_instead_of_the_files_on_disk(folder: Path) -> None:
+    manifest = load_manifest(folder)
+    contents = {name: (folder / name).read_bytes() for name, _ in manifest.files}
+    verify_files(manifest, contents)
+    (folder / "labels.txt").write_text("cat\ndog\ncow\n")  # the disk changed after the read
+    verify_files(manifest, contents)  # what was read is what counts (and what the caller uses)
+    with pytest.raises(ManifestError, match=r"model\.onnx has SHA-256 .*, the manifest says"):
+        verify_files(manifest, {**contents, "model.onnx": b"another model"})
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

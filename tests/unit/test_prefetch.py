@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from agent_client.errors import (
     AgentTimeoutError,
@@ -23,7 +26,10 @@ from component import prefetch
 from component.frames import Classification, Frame
 from component.pipeline import PreparedFrame
 from component.prefetch import MAX_AHEAD, Ahead, Prefetcher, read_ahead
+from component.preprocess import Preprocessor, pending_decode
 from component.results import ModelIdentity
+from component.sources import open_source
+from modelpkg.manifest import PreprocessSpec
 
 from .test_loop import IMAGE, ListSource, RecordingPublisher, ScriptedPipeline, frame_ids, make_loop
 
@@ -174,6 +180,36 @@ def test_ahead_prepares_again_for_another_pipeline_only() -> None:
     ahead = Ahead(frame, old, prepared=old.prepare(frame))
     assert ahead.prepare(old, frame) is ahead.prepared
     assert ahead.prepare(new, frame).frame is frame and new.prepared == [7]
+
+
+class PixelPipeline:
+    """prepare() with real preprocessing (the bundled packages' spec); nothing is sent."""
+
+    def __init__(self) -> None:
+        spec = PreprocessSpec(256, (224, 224), "bilinear", (0, 0, 0), (1, 1, 1), "NHWC", "RGB", "uint8", True)
+        self.preprocessor = Preprocessor(spec, (1, 224, 224, 3))
+
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        return PreparedFrame(frame, self.preprocessor(frame.image), 1.0)
+
+    def send(self, batch: Any) -> None:
+        return None
+
+
+def test_a_file_frame_read_ahead_holds_its_bytes_not_its_decoded_pixels(tmp_path: Path) -> None:
+    """Three frames ahead used to hold three decoded images (2.4 MB more resident with the samples)."""
+    Image.effect_mandelbrot((320, 240), (-2, -1.2, 1, 1.2), 64).convert("RGB").save(tmp_path / "a.jpg")
+    old, new = PixelPipeline(), PixelPipeline()
+    ahead = read_ahead(open_source(str(tmp_path / "a.jpg"), loop=False), old)
+    assert ahead.frame is not None and ahead.prepared is not None
+    assert ahead.frame.encoded == (tmp_path / "a.jpg").read_bytes()
+    assert pending_decode(ahead.frame.image)  # held undecoded
+    assert ahead.prepared.frame is ahead.frame  # the frame the loop takes is the one held
+    assert ahead.prepare(old, ahead.frame) is ahead.prepared
+    # after a model swap it is prepared again from its bytes: the very same tensor
+    again = ahead.prepare(new, ahead.frame)
+    np.testing.assert_array_equal(again.tensor, ahead.prepared.tensor)
+    assert again.tensor.shape == (1, 224, 224, 3) and again.tensor.any()
 
 
 def test_the_prefetcher_holds_at_most_max_ahead_frames_and_one_read_at_a_time() -> None:
