@@ -302,7 +302,8 @@ class AgentClient:
             finally:
                 self._shm.lock.release()
         else:
-            reply = self._call(self._stub.Predict, _predict_request(name, arrays), what)
+            size = sum(a.nbytes for a in arrays.values()) + sum(len(k) for k in arrays) + len(name)
+            reply = self._call(self._stub.Predict, _predict_request(name, arrays), what, size=size)
         return _outputs(reply, outputs)
 
     def send_predict(
@@ -350,9 +351,14 @@ class AgentClient:
     # -- plumbing -----------------------------------------------------------------------------------------
 
     def _call(
-        self, method: Callable[..., Response], request: Any, what: str, timeout: float | None = None
+        self,
+        method: Callable[..., Response],
+        request: Any,
+        what: str,
+        timeout: float | None = None,
+        size: int | None = None,
     ) -> Response:
-        return call(method, request, what, self._policy(timeout))
+        return call(method, request, what, self._policy(timeout), size=size)
 
     def _policy(self, timeout: float | None = None) -> CallPolicy:
         return CallPolicy(

@@ -68,13 +68,16 @@ def call(
     what: str,
     policy: CallPolicy,
     sent: SentCall[Response] | None = None,
+    size: int | None = None,
 ) -> Response:
     """Sends request through method within policy.timeout. With `sent` (the same call already sent, a
     SentCall), its answer is the first attempt's, waited for within its own deadline; the rest is the
-    same."""
+    same. `size`: the request's size in bytes when the caller knows it without serialising it (a Predict:
+    its tensors' bytes), which picks blocking call or `.future()`; otherwise `request.ByteSize()` is asked,
+    only when a call is to be made, since it serialises the whole request (0.26 ms for a 150 kB Predict)."""
     deadline = sent.deadline if sent is not None else time.monotonic() + policy.timeout
     first_sent = sent
-    blocking = request.ByteSize() <= policy.blocking_max_bytes
+    blocking: bool | None = None
     attempt = 0
     while True:
         remaining = max(deadline - time.monotonic(), 0.001)
@@ -83,6 +86,8 @@ def call(
                 future, sent = sent.future, None
             else:
                 policy.before_attempt()
+                if blocking is None:
+                    blocking = (request.ByteSize() if size is None else size) <= policy.blocking_max_bytes
                 if blocking:
                     return method(request, timeout=remaining)
                 future = cast(Any, method).future(request, timeout=remaining)
