@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,3 +142,29 @@ def test_a_bad_model_update_keeps_the_running_model(
     assert {r["model"]["name"] for r in results} == {"efficientnet-lite0"}  # type: ignore[index]
     assert app.config.model_path is None and app.configuration.state == "REFUSED"
     assert "manifest.json does not exist" in app.configuration.reason
+
+
+def test_a_model_file_that_fails_its_digest_is_refused_by_the_agent_and_the_running_model_kept(
+    socket_path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The component checks the labels it reads; the model file is checked by the agent, on the bytes it
+    loads, and its refusal is the update's."""
+    root = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, root / "good")
+    shutil.copytree(MODEL_DIR, root / "bad")
+    with (root / "bad" / "model.onnx").open("r+b") as model:
+        model.seek(-1, 2)
+        last = model.read(1)
+        model.seek(-1, 2)
+        model.write(bytes([last[0] ^ 0xFF]))
+    server = AgentServer(AgentOptions(socket=socket_path, models_root=root))
+    server.start()
+    try:
+        update: dict[int, dict[str, object]] = {3: {"ModelPath": str(root / "bad")}}
+        app, results = run_app(socket_path, capsys, frames=6, updates=update, model_path=root / "good")
+    finally:
+        server.stop(grace=1.0)
+    assert [r["frame-id"] for r in results] == list(range(1, 7))
+    assert {r["model"]["name"] for r in results} == {"efficientnet-lite0"}  # type: ignore[index]
+    assert app.configuration.state == "REFUSED"
+    assert re.search(r"model\.onnx has SHA-256 [0-9a-f]{64}, the manifest says", app.configuration.reason)
