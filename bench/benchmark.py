@@ -9,8 +9,9 @@ so that no runtime's spinning threads overlap the next block), each in its own p
 - in-process AWS-style loop: Pillow open, whole-image resize, numpy normalise, the same network in the same
   process, softmax and top-5 (bench/worker.py);
 - the component through the agent: a cold-started agent process on a unix socket and `python -m component
-  --interval 0` against it, as deployed (bench/e2e.py): first-result time, per-stage latencies from its
-  results, FPS, CPU per frame of each process, resident memory.
+  --interval 0` against it, as deployed (bench/e2e.py; every tree's code compiled to bytecode first, as
+  the install step leaves it): first-result time, per-stage latencies from its results, FPS, CPU per frame
+  of each process, resident memory.
 
 Every runtime session is the agent's own ONNX Runtime backend class (intra-op threads = --threads,
 inter-op 1, all graph optimisations, ORT's default spinning): the same settings on every side. ms/frame is
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import procstat
-from e2e import PairRun, run_pair
+from e2e import PairRun, compile_tree, run_pair
 from report import Block, Results, print_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-"))
     hd_jpeg = workdir / "1920x1080.jpg"
     hd_jpeg.write_bytes(blown_up(ROOT / "artifacts" / "images" / "motorcycle.jpg"))
+    for tree in trees.values():
+        compile_tree(tree)
     results = Results(threads=args.threads, rounds=args.rounds, trees=trees, load_before=os.getloadavg())
     workers: dict[str, Worker] = {}
     try:

@@ -131,6 +131,9 @@ def test_the_built_zip_installs_itself_and_keeps_its_virtualenv(tmp_path: Path, 
     assert first.returncode == 0, first.stdout + first.stderr
     assert "unpacking" in first.stdout and f"virtualenv {gg / 'work' / 'venv'} is ready" in first.stdout
     assert run_app(gg / "work") == f"{gg / 'work' / 'venv'} one 1.0"
+    # compiled at install by the venv's Python, beside the code: a start does not compile it again
+    compiled = gg / "work" / "app" / "__pycache__" / f"hello.{sys.implementation.cache_tag}.pyc"
+    assert compiled.is_file()
     stamp = gg / "work" / "venv" / installer.STAMP
     before = stamp.stat().st_mtime_ns
 

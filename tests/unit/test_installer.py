@@ -109,6 +109,8 @@ class FakeTools:
                 raise subprocess.CalledProcessError(1, command)
             requirements = Path(command[command.index("--requirement") + 1])
             (Path(command[0]).parents[1] / "installed.txt").write_bytes(requirements.read_bytes())
+        elif command[1:3] == ["-m", "compileall"]:
+            pass  # the real compile is tests/integration/test_installer.py's
         else:
             raise AssertionError(f"the installer ran {command}")
         return subprocess.CompletedProcess(command, 0)
@@ -181,18 +183,46 @@ def test_the_bytes_written_are_bounded(
     assert (core.own("1.0.0") / "b.bin").stat().st_size == 400
 
 
-def test_the_files_the_core_unpacked_are_used_as_they_are(
-    core: Core, capsys: pytest.CaptureFixture[str]
+def test_the_code_the_core_unpacked_is_copied_into_the_work_folder_and_compiled_there(
+    core: Core, capsys: pytest.CaptureFixture[str], tools: FakeTools
 ) -> None:
-    core.ship(NAME, {"app/main.py": b"from the zip\n"})
+    """The core's files are not the component user's to write: Python could never keep their bytecode."""
+    core.ship(NAME, {"app/main.py": b"from the zip\n", "requirements.txt": b"six==1.16.0\n"})
     core.digests[NAME] = sha(b"not this zip")  # the core checked; a check here would refuse
     (core.unpacked / STEM / "app").mkdir(parents=True)
     (core.unpacked / STEM / "app" / "main.py").write_bytes(b"from the core\n")
-    assert core.install("1.0.0", "--link", "app") == 0
-    assert (core.work / "app").readlink() == core.unpacked / STEM
+    (core.unpacked / STEM / "requirements.txt").write_bytes(b"six==1.16.0\n")
+    assert core.install("1.0.0", "--link", "app", "--requirements") == 0
+    assert (core.work / "app").readlink() == core.own("1.0.0")
     assert (core.work / "app" / "app" / "main.py").read_bytes() == b"from the core\n"
+    assert oct((core.own("1.0.0") / "app" / "main.py").stat().st_mode & 0o777) == "0o644"
+    compiled = [c for c in tools.calls if c[1:3] == ["-m", "compileall"]]
+    assert compiled == [
+        [str(core.work / "venv" / "bin" / "python"), "-m", "compileall", "-q", str(core.own("1.0.0"))]
+    ]
+    assert "copying" in capsys.readouterr().out
+    assert core.install("1.0.0", "--link", "app", "--requirements") == 0  # the same again: nothing copied
+    assert "copying" not in capsys.readouterr().out
+
+
+def test_the_files_the_core_unpacked_for_a_component_without_code_are_used_as_they_are(
+    core: Core, capsys: pytest.CaptureFixture[str]
+) -> None:
+    core.ship(NAME, {"data.bin": b"from the zip\n"})
+    core.digests[NAME] = sha(b"not this zip")  # the core checked; a check here would refuse
+    (core.unpacked / STEM).mkdir(parents=True)
+    (core.unpacked / STEM / "data.bin").write_bytes(b"from the core\n")
+    assert core.install("1.0.0") == 0
     assert not (core.work / "unpacked").exists()
     assert "unpacking" not in capsys.readouterr().out
+
+
+def test_a_link_in_the_files_the_core_unpacked_is_refused_and_nothing_copied(core: Core) -> None:
+    core.ship(NAME, {"app/main.py": b"x\n"})
+    (core.unpacked / STEM).mkdir(parents=True)
+    (core.unpacked / STEM / "secrets").symlink_to("/etc")
+    assert core.install("1.0.0", "--link", "app") == 1
+    assert not core.own("1.0.0").exists() and not (core.work / "app").exists()
 
 
 def test_a_second_install_of_the_same_zip_does_not_unpack_it_again(
