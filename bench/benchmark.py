@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from report import Block, Results, print_report
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "worker.py"
 SETTLE_S = 0.3  # ORT's spinning threads stop within ~30 ms of the last run (measured)
+PREP_FRAMES = 40  # preprocessing: frames per image and tree, over all rounds
 
 
 def progress(message: str) -> None:
@@ -111,6 +113,29 @@ def pair_block(run: PairRun) -> Block:
     )
 
 
+def prep_medians(
+    workers: dict[str, Worker], trees: list[str], images: list[str], rounds: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """tree -> image -> way -> median ms of PREP_FRAMES frames, taken in `rounds` turns that rotate over
+    the trees (so that a busy moment of the machine falls on every tree alike)."""
+    times: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for round_ in range(rounds):
+        shift = round_ % len(trees)
+        for name in trees[shift:] + trees[:shift]:
+            frames = max(1, PREP_FRAMES // rounds)
+            reply = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=frames)["prep"]
+            for image, ways in reply.items():
+                for way, ms in ways.items():
+                    times.setdefault(name, {}).setdefault(image, {}).setdefault(way, []).extend(ms)
+    return {
+        name: {
+            image: {way: statistics.median(ms) for way, ms in ways.items()}
+            for image, ways in by_image.items()
+        }
+        for name, by_image in times.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench/benchmark.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,10 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"round {round_ + 1}/{args.rounds} {contender}: {block.ms_per_frame:.2f} ms/frame, "
                     f"CPU {block.cpu_ms_per_frame:.2f} ms/frame"
                 )
-        progress("preprocessing per frame: bundled images and a 1920x1080 JPEG")
+        progress("preprocessing per frame: bundled images and a 1920x1080 JPEG, trees interleaved")
         images = [str(p) for p in sorted((ROOT / "artifacts" / "images").glob("*.jpg"))] + [str(hd_jpeg)]
-        for name in trees:
-            results.prep[name] = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=40)["prep"]
+        results.prep = prep_medians(workers, list(trees), images, args.rounds)
         for size in [int(s) for s in args.batches.split(",") if s.strip()]:
             for name, tree in trees.items():
                 progress(f"BatchSize {size}: component {name}")

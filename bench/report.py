@@ -182,7 +182,7 @@ def _per_tree(results: Results, trees: list[str]) -> None:
 
 
 def _prep(results: Results) -> None:
-    print("preprocessing per frame, JPEG bytes in memory -> model input, median ms")
+    print("preprocessing per frame, JPEG bytes in memory -> model input, median ms (trees in turns)")
     columns = [(tree, way) for tree, images in results.prep.items() for way in images[HD]]
     labels = {"native": "its own", "legacy": "1.x float"}
     width = max(18, *(len(f"{tree} {labels[way]}") + 2 for tree, way in columns))

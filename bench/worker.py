@@ -13,7 +13,8 @@ graph optimisation and spinning as the agent; bench/sessions.py); --spin on|off 
 options and sets ONNX Runtime's intra-op spinning as given.
 
 Commands: {"cmd": "run", "frames": n} -> per-frame milliseconds, wall and CPU seconds of this process;
-{"cmd": "prep", "images": [paths], "frames": n} -> per-image preprocessing milliseconds (bare only);
+{"cmd": "prep", "images": [paths], "frames": n} -> each frame's preprocessing milliseconds per image (bare
+only);
 {"cmd": "memory"}; {"cmd": "quit"}. Works against either source tree: only the tree's Preprocessor, manifest
 reader and agent backend are used.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -96,15 +96,15 @@ class Bare:
         return timed(frames, lambda _: self.session.run(self.feed))
 
     def prep(self, paths: list[str], frames: int) -> dict[str, Any]:
-        """Median ms per image file (its bytes in memory -> the model's input) of the tree's own
+        """The ms of each frame per image file (its bytes in memory -> the model's input) of the tree's own
         preprocessing and, in a tree that has it, of the 1.x float path (modelprep.reference.legacy_tensor),
-        interleaved frame by frame."""
+        interleaved frame by frame (the caller takes medians, over rounds interleaved with other trees)."""
         ways: dict[str, Callable[[bytes], Any]] = {"native": self.preprocess}
         if Path("modelprep/reference.py").is_file():
             from modelprep.reference import legacy_tensor
 
             ways["legacy"] = lambda data: legacy_tensor(data, self.manifest.preprocess)
-        result: dict[str, dict[str, float]] = {}
+        result: dict[str, dict[str, list[float]]] = {}
         for path in paths:
             data = Path(path).read_bytes()
             times: dict[str, list[float]] = {way: [] for way in ways}
@@ -113,7 +113,7 @@ class Bare:
                     started = time.perf_counter()
                     prepare(data)
                     times[way].append((time.perf_counter() - started) * 1000)
-            result[Path(path).name] = {way: statistics.median(t) for way, t in times.items()}
+            result[Path(path).name] = times
         return {"prep": result}
 
 
