@@ -25,7 +25,14 @@ from types import MappingProxyType
 
 from agent_client.errors import InvalidRequestError, ManifestError
 from agent_client.sockets import describe_uid
-from modelpkg.manifest import MANIFEST_FILE, ModelManifest, load_manifest, package_problems, verify_files
+from modelpkg.manifest import (
+    MANIFEST_FILE,
+    ModelManifest,
+    load_manifest,
+    package_error,
+    package_problems,
+    verify_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +135,7 @@ def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> Veri
     manifest = load_manifest(folder)
     problems = package_problems(manifest)
     if problems:
-        verify_files(manifest)  # raises, naming them (the files are not read)
+        raise package_error(manifest, problems)  # before any file is read
     owner = (folder / MANIFEST_FILE).lstat().st_uid
     if owner not in trusted_uids:
         raise ManifestError(

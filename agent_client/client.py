@@ -302,7 +302,8 @@ class AgentClient:
             finally:
                 self._shm.lock.release()
         else:
-            size = sum(a.nbytes for a in arrays.values()) + sum(len(k) for k in arrays) + len(name)
+            # the tensors' bytes, names and a bound on each tensor's metadata: no serialising to measure
+            size = sum(a.nbytes + len(k.encode()) + 64 for k, a in arrays.items()) + len(name.encode()) + 16
             reply = self._call(self._stub.Predict, _predict_request(name, arrays), what, size=size)
         return _outputs(reply, outputs)
 

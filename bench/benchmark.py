@@ -122,7 +122,7 @@ def prep_medians(
     for round_ in range(rounds):
         shift = round_ % len(trees)
         for name in trees[shift:] + trees[:shift]:
-            frames = max(1, PREP_FRAMES // rounds)
+            frames = -(-PREP_FRAMES // rounds)  # at least PREP_FRAMES over all rounds
             reply = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=frames)["prep"]
             for image, ways in reply.items():
                 for way, ms in ways.items():

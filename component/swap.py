@@ -1,9 +1,9 @@
 """The model the run loop classifies with, and how it is replaced without losing a frame.
 
-`prepare_model` does everything that can fail (manifest, labels and their digest, LoadModel on the agent,
-which checks every file's digest, the agent's description checked against the manifest) before anything
-changes, so a bad package leaves the running model untouched. The result is an `ActiveModel`, which the loop
-takes between two batches; the previous one is unloaded after the switch.
+`prepare_model` does everything that can fail (manifest, every file's digest, labels, LoadModel on the agent,
+the agent's description checked against the manifest) before anything changes, so a bad package leaves the
+running model untouched. The result is an `ActiveModel`, which the loop takes between two batches; the
+previous one is unloaded after the switch.
 
 Agent-side names: the running model keeps its name until it is unloaded, so the incoming one gets a name of
 its own when both would be called the same (the new package's digest appended). A name chosen by the
@@ -51,12 +51,10 @@ class ActiveModel:
 
 
 def read_package(folder: Path) -> tuple[ModelManifest, tuple[str, ...]]:
-    """The package's manifest and labels, the labels checked against their digest and the package's layout
-    against the manifest. The model file is the agent's to check: it does at every LoadModel, on the very
-    bytes it loads, so hashing it here too only delayed the first result (20 ms for lite0 on a slow 2-core
-    machine; seconds for a large model on a small board)."""
+    """The package's manifest and labels, every file checked against its digest (the model file too: the
+    agent of the SageMakerEdgeManager variant checks none)."""
     manifest = load_manifest(folder)
-    verify_files(manifest, names=(manifest.labels_file,))
+    verify_files(manifest)
     return manifest, load_labels(manifest)
 
 

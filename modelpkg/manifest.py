@@ -35,7 +35,7 @@ import json
 import math
 import re
 import stat
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -375,20 +375,13 @@ def package_problems(manifest: ModelManifest) -> list[str]:
     return problems
 
 
-def verify_files(
-    manifest: ModelManifest,
-    contents: Mapping[str, bytes] | None = None,
-    names: Collection[str] | None = None,
-) -> None:
+def verify_files(manifest: ModelManifest, contents: Mapping[str, bytes] | None = None) -> None:
     """Checks every file of the package against the manifest (see package_problems) and its digest;
     ManifestError naming each problem. `contents`: the listed files' bytes as the caller has read them,
     hashed here instead of the files on disk (the agent reads each file once, and loads the very bytes
-    checked). `names`: only these files' digests are checked (the files a caller reads itself; the
-    package's layout is checked whole all the same)."""
+    checked)."""
     problems = package_problems(manifest)
     for name, want in manifest.files:
-        if names is not None and name not in names:
-            continue
         path = manifest.folder / name
         if contents is not None:
             found = hashlib.sha256(contents[name]).hexdigest()
@@ -403,7 +396,12 @@ def verify_files(
         if found != want:
             problems.append(f"{name} has SHA-256 {found}, the manifest says {want}")
     if problems:
-        raise ManifestError(
-            f"model package {manifest.folder} fails its manifest: {'; '.join(problems)}; "
-            f"redeploy the package (or rewrite its manifest with `python -m modelprep manifest`)"
-        )
+        raise package_error(manifest, problems)
+
+
+def package_error(manifest: ModelManifest, problems: list[str]) -> ManifestError:
+    """The error naming every problem of a package (from package_problems or verify_files)."""
+    return ManifestError(
+        f"model package {manifest.folder} fails its manifest: {'; '.join(problems)}; "
+        f"redeploy the package (or rewrite its manifest with `python -m modelprep manifest`)"
+    )

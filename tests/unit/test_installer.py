@@ -109,7 +109,7 @@ class FakeTools:
                 raise subprocess.CalledProcessError(1, command)
             requirements = Path(command[command.index("--requirement") + 1])
             (Path(command[0]).parents[1] / "installed.txt").write_bytes(requirements.read_bytes())
-        elif command[1:3] == ["-m", "compileall"]:
+        elif command[1:4] == ["-I", "-m", "compileall"]:
             pass  # the real compile is tests/integration/test_installer.py's
         else:
             raise AssertionError(f"the installer ran {command}")
@@ -196,9 +196,9 @@ def test_the_code_the_core_unpacked_is_copied_into_the_work_folder_and_compiled_
     assert (core.work / "app").readlink() == core.own("1.0.0")
     assert (core.work / "app" / "app" / "main.py").read_bytes() == b"from the core\n"
     assert oct((core.own("1.0.0") / "app" / "main.py").stat().st_mode & 0o777) == "0o644"
-    compiled = [c for c in tools.calls if c[1:3] == ["-m", "compileall"]]
+    compiled = [c for c in tools.calls if c[1:4] == ["-I", "-m", "compileall"]]
     assert compiled == [
-        [str(core.work / "venv" / "bin" / "python"), "-m", "compileall", "-q", str(core.own("1.0.0"))]
+        [str(core.work / "venv" / "bin" / "python"), "-I", "-m", "compileall", "-q", str(core.own("1.0.0"))]
     ]
     assert "copying" in capsys.readouterr().out
     assert core.install("1.0.0", "--link", "app", "--requirements") == 0  # the same again: nothing copied

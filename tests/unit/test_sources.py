@@ -64,3 +64,27 @@ def test_missing_or_empty_sources_say_which_key_to_fix(tmp_path: Path) -> None:
         open_source(tmp_path / "nope.jpg")
     with pytest.raises(SourceError, match="holds no images"):
         open_source(tmp_path)
+
+
+def test_a_file_larger_than_its_reported_size_is_read_whole_and_the_limit_still_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stale size (a network file system's cache, a file still being written) is a fault made here by a
+    stand-in fstat (named as such): the read goes on to the end of the file, up to MAX_FILE_BYTES."""
+    import os
+
+    from component import sources
+
+    path = write(tmp_path, "a.png")
+    data = path.read_bytes()
+    real = os.fstat
+
+    def stale_fstat(fd: int) -> os.stat_result:  # stand-in: reports the file as 10 bytes long
+        info = real(fd)
+        return os.stat_result((info.st_mode, *info[1:6], 10, *info[7:]))
+
+    monkeypatch.setattr(sources.os, "fstat", stale_fstat)
+    assert sources._read(path) == data
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", len(data) - 1)
+    with pytest.raises(FrameError, match="larger than"):
+        sources._read(path)
