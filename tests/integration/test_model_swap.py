@@ -147,8 +147,8 @@ def test_a_bad_model_update_keeps_the_running_model(
 def test_a_model_file_that_fails_its_digest_is_refused_by_the_agent_and_the_running_model_kept(
     socket_path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """The component checks the labels it reads; the model file is checked by the agent, on the bytes it
-    loads, and its refusal is the update's."""
+    """Refused before the agent is asked (the agent of the SageMakerEdgeManager variant checks no digest;
+    ours checks again at LoadModel, on the bytes it loads)."""
     root = tmp_path / "models"
     shutil.copytree(MODEL_DIR, root / "good")
     shutil.copytree(MODEL_DIR, root / "bad")
