@@ -80,6 +80,7 @@ def _read(path: Path) -> bytes:
             while length <= MAX_FILE_BYTES and (piece := handle.read(min(size, MAX_FILE_BYTES + 1 - length))):
                 pieces.append(piece)
                 length += len(piece)
+                size = max(size * 2, 1 << 16)  # a size far too small (0) grows, not one byte per read
             data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     except FileNotFoundError:
         raise FrameError(f"{path} does not exist (any more)") from None

@@ -85,6 +85,9 @@ def test_a_file_larger_than_its_reported_size_is_read_whole_and_the_limit_still_
 
     monkeypatch.setattr(sources.os, "fstat", stale_fstat)
     assert sources._read(path) == data
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(range(256)) * 4096)  # 1 MiB read in growing pieces
+    assert sources._read(big) == big.read_bytes()
     monkeypatch.setattr(sources, "MAX_FILE_BYTES", len(data) - 1)
     with pytest.raises(FrameError, match="larger than"):
         sources._read(path)
