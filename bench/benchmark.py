@@ -119,10 +119,10 @@ def prep_medians(
     """tree -> image -> way -> median ms of PREP_FRAMES frames, taken in `rounds` turns that rotate over
     the trees (so that a busy moment of the machine falls on every tree alike)."""
     times: dict[str, dict[str, dict[str, list[float]]]] = {}
+    frames = -(-PREP_FRAMES // rounds)  # per round: at least PREP_FRAMES over all rounds
     for round_ in range(rounds):
         shift = round_ % len(trees)
         for name in trees[shift:] + trees[:shift]:
-            frames = -(-PREP_FRAMES // rounds)  # at least PREP_FRAMES over all rounds
             reply = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=frames)["prep"]
             for image, ways in reply.items():
                 for way, ms in ways.items():

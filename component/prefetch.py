@@ -119,17 +119,9 @@ def read_ahead(source: FrameSource, pipeline: Preparer) -> Ahead:
         prepared = pipeline.prepare(frame)
     except Exception as exc:  # handed back to the loop, re-raised there (Ahead.prepare)
         # held as read (a model swap prepares it again from its bytes, failing for the same reason)
-        return Ahead(_undecoded(frame), pipeline, source, prepare_error=exc)
-    kept = _undecoded(frame)  # held until taken: its bytes, not its decoded pixels
+        return Ahead(frame.undecoded(), pipeline, source, prepare_error=exc)
+    kept = frame.undecoded()  # held until taken: its bytes, not its decoded pixels
     return Ahead(kept, pipeline, source, prepared=replace(prepared, frame=kept))
-
-
-def _undecoded(frame: Frame) -> Frame:
-    try:
-        return frame.undecoded()
-    except Exception:  # the bytes opened once already; should Pillow differ now, keep the frame as it is
-        logger.debug("frame %d could not be opened again from its bytes", frame.frame_id, exc_info=True)
-        return frame
 
 
 def send_ahead(ahead: Ahead) -> Ahead:

@@ -81,7 +81,7 @@ def _read(path: Path) -> bytes:
                 pieces.append(piece)
                 length += len(piece)
                 size = max(size * 2, 1 << 16)  # a size far too small (0) grows, not one byte per read
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            data = b"".join(pieces)  # one piece: that very object, not a copy
     except FileNotFoundError:
         raise FrameError(f"{path} does not exist (any more)") from None
     except OSError as exc:

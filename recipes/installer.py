@@ -101,10 +101,9 @@ def copy_files(source: Path, target: Path) -> None:
         for folder, folders, names in os.walk(source, onerror=unreadable):
             here = partial / Path(folder).relative_to(source)
             here.mkdir(parents=True, exist_ok=True)
-            for name in folders + names:
+            links = [name for name in folders if (Path(folder) / name).is_symlink()]  # walk does not enter
+            for name in links + names:
                 path = Path(folder) / name
-                if name in folders and not path.is_symlink():
-                    continue
                 if path.is_symlink() or not path.is_file():
                     raise InstallError(f"{path} is not a regular file: redeploy the component")
                 written += path.stat().st_size
