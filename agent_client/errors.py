@@ -2,7 +2,7 @@
 
 Every error the project raises on purpose derives from :class:`EdgeError`; each message says what went
 wrong and what to do about it. Boundaries translate foreign exceptions (gRPC status codes, awsiotsdk
-errors, OSError, pydantic validation errors) into these with ``raise ... from exc``.
+errors, OSError) into these with ``raise ... from exc``.
 
     EdgeError
     +-- ConfigError            invalid configuration (recipe configuration, CLI flags, agent options)

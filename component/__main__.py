@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import json
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from agent_client.errors import ConfigError, CoreError, EdgeError
 
 from .app import InferenceApp, StartOptions, Updates
 from .config import (
+    KEYS,
     LOG_LEVELS,
     ComponentConfig,
     build_config,
@@ -70,16 +72,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fields = ComponentConfig.model_fields
     for flag, (name, kind) in FLAGS.items():
-        field = fields[name]
-        default = "" if field.default is None else field.default
+        key = KEYS[name]
+        default = "" if key.default is None else key.default
         parser.add_argument(
             flag,
             dest=name,
             type=kind,
             default=None,
-            help=f"{field.description} [{field.alias}; default {default}]",
+            help=f"{key.description} [{key.alias}; default {default}]",
         )
     parser.add_argument(
         "--validate-config",
@@ -111,7 +112,7 @@ def validate(cli: dict[str, Any]) -> int:
         for problem in problems:
             print(f"configuration problem: {problem}", file=sys.stderr)
         return 2
-    print(f"configuration OK: {config.model_dump_json(by_alias=True)}")
+    print(f"configuration OK: {json.dumps(config.recipe_values())}")
     return 0
 
 

@@ -19,20 +19,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
 
 from agent_client.errors import ConfigError, EdgeError
 from ggrules.access import MQTTPROXY, PUBLISH_TO_IOT_CORE, has_access_control, may_publish_to_iot_core
@@ -47,9 +37,12 @@ MAX_NAME_BYTES = 255  # NAME_MAX: one path component
 MAX_SOCKET_BYTES = 107
 MODEL_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")  # the agent's rule for model names
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PUBLISHERS = ("auto", "ipc", "stdout")
 
 # Keys the core keeps in the same configuration object; the component leaves them alone.
 CORE_KEYS = frozenset({"accessControl"})
+
+Check = Callable[[Any], Any]  # a typed value in, the value to keep out (normalised); ValueError says why not
 
 
 def _check_path(value: Path | None, what: str, limit: int = MAX_PATH_BYTES) -> Path | None:
@@ -66,188 +59,263 @@ def _check_path(value: Path | None, what: str, limit: int = MAX_PATH_BYTES) -> P
     return value
 
 
-class ComponentConfig(BaseModel):
-    """Every key of the component. Field aliases are the recipe's configuration keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, str_strip_whitespace=True)
-
-    source: str = Field(
-        "",
-        alias="Source",
-        description="video file, rtsp://... stream or /dev/videoN camera; empty = ImageDirectory/ImageName",
-    )
-    image_directory: Path | None = Field(
-        None,
-        alias="ImageDirectory",
-        description="folder of images to classify (default: the bundled samples)",
-    )
-    image_name: str = Field(
-        "", alias="ImageName", description="one file inside ImageDirectory; empty = every image in the folder"
-    )
-    inference_interval: float = Field(
-        5.0,
-        alias="InferenceInterval",
-        ge=0,
-        le=86400,
-        description="seconds between frames (between batches when BatchSize > 1); 0 = as fast as possible",
-    )
-    batch_size: int = Field(
-        1,
-        alias="BatchSize",
-        ge=1,
-        le=64,
-        description="frames per Predict call when the model takes a batch (dynamic first dimension)",
-    )
-    topic: str = Field(DEFAULT_TOPIC, alias="PublishResultsOnTopic", description="MQTT topic for results")
-    model_variant: str = Field(
-        "fp32",
-        alias="ModelVariant",
-        description="package of the model component to run: fp32, int8 or neo (the platform's Neo build)",
-    )
-    model_path: Path | None = Field(
-        None,
-        alias="ModelPath",
-        description="a model folder with manifest.json; empty = ModelVariant of the model component",
-    )
-    model_name: str = Field("", alias="ModelName", description="agent-side model name; empty = manifest name")
-    agent_socket: Path | None = Field(
-        None,
-        alias="AgentSocket",
-        description="the agent's unix socket; empty = the deployed agent's (or the Edge Manager default)",
-    )
-    top_k: int = Field(5, alias="TopK", ge=1, le=100, description="how many classes to report at most")
-    score_threshold: float = Field(
-        0.3, alias="ScoreThreshold", ge=0, le=1, description="report classes scoring at least this"
-    )
-    rpc_timeout: float = Field(
-        5.0, alias="RpcTimeoutSeconds", gt=0, le=300, description="deadline of each agent call"
-    )
-    max_frames: int = Field(
-        0, alias="MaxFrames", ge=0, description="stop after this many frames; 0 = run forever"
-    )
-    max_frame_pixels: int = Field(
-        40_000_000,
-        alias="MaxFramePixels",
-        ge=1,
-        le=1_000_000_000,
-        description="skip frames with more pixels than this (bounds the work one frame may cost)",
-    )
-    log_level: str = Field("INFO", alias="LogLevel", description="DEBUG, INFO, WARNING or ERROR")
-    publisher: str = Field(
-        "auto", alias="Publisher", description="ipc, stdout, or auto (ipc under Greengrass)"
-    )
-    status_topic: str = Field(
-        "", alias="StatusTopic", description="health and metrics topic; empty = edgeclassifier/status/<thing>"
-    )
-    status_interval: float = Field(
-        30.0, alias="StatusInterval", ge=0, le=86400, description="seconds between status messages; 0 = none"
-    )
-    errored_after: float = Field(
-        120.0,
-        alias="ErroredAfterSeconds",
-        ge=0,
-        le=86400,
-        description="report ERRORED (the core restarts the component) when the run loop has made no "
-        "progress at all for this long; outages never do; 0 = never",
-    )
-    capture_sample_rate: float = Field(
-        0.0,
-        alias="CaptureSampleRate",
-        ge=0,
-        le=1,
-        description="share of inferences sent to CaptureData; 0 = none",
-    )
-    capture_budget_per_hour: int = Field(
-        60, alias="CaptureBudgetPerHour", ge=0, description="at most this many captures per rolling hour"
-    )
-
-    @field_validator("inference_interval", "score_threshold", "rpc_timeout", "status_interval")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
+def _whole(value: Any) -> int:
+    """An integer from a JSON number or a string: 3, 3.0, "3", " 3 ", "3.0"; never a boolean or 3.5."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    number = _real(value, "must be a whole number")
+    if not number.is_integer():
+        raise ValueError(f"must be a whole number, not {number:g}")
+    return int(number)
 
-    @field_validator("topic", "status_topic")
-    @classmethod
-    def _topic_is_publishable(cls, value: str, info: ValidationInfo) -> str:
-        """MQTT's and AWS IoT Core's rules for a topic to publish to; only StatusTopic may be empty."""
-        if not value and info.field_name == "status_topic":
-            return value
-        problem = iot_topic_problem(value)
+
+def _real(value: Any, what: str = "must be a number") -> float:
+    """A finite float from a JSON number or a string ("0.5", "1e1"); never a boolean, NaN or infinity."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(what)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise ValueError(what) from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value.strip()
+
+
+def _path(value: Any) -> Path | None:
+    """A path from a string (surrounding blanks dropped; empty = not set) or a path object."""
+    if isinstance(value, str):
+        value = value.strip()
+        return Path(value) if value else None
+    if isinstance(value, os.PathLike):
+        return Path(value)
+    raise ValueError("must be a path (a string)")
+
+
+READERS: dict[type, Callable[[Any], Any]] = {str: _text, int: _whole, float: _real, Path: _path}
+
+
+@dataclass(frozen=True)
+class Key:
+    """How one configuration key is read: its recipe key, default, type, bounds and own checks."""
+
+    alias: str  # the recipe's configuration key
+    default: Any
+    kind: type  # str, int, float or Path (a Path key may be unset: None)
+    description: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    checks: tuple[Check, ...] = ()
+
+    def read(self, value: Any) -> Any:
+        """The typed, bounded, checked value; ValueError saying what is allowed."""
+        typed = READERS[self.kind](value)
+        if self.ge is not None and typed < self.ge:
+            raise ValueError(f"must be at least {self.ge}")
+        if self.gt is not None and typed <= self.gt:
+            raise ValueError(f"must be more than {self.gt}")
+        if self.le is not None and typed > self.le:
+            raise ValueError(f"must be at most {self.le}")
+        for check in self.checks:
+            typed = check(typed)
+        return typed
+
+
+def setting(
+    default: Any,
+    alias: str,
+    kind: type,
+    description: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    checks: tuple[Check, ...] = (),
+) -> Any:
+    """A ComponentConfig field and how its key is read (kept in the field's metadata)."""
+    key = Key(alias, default, kind, description, ge, gt, le, checks)
+    return field(default=default, metadata={"key": key})
+
+
+def _publishable(value: str) -> str:
+    """MQTT's and AWS IoT Core's rules for a topic to publish to."""
+    problem = iot_topic_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _status_topic(value: str) -> str:
+    return _publishable(value) if value else value  # empty: the thing's own status topic
+
+
+def _source_parses(value: str) -> str:
+    if value:
+        from .sources import source_problem
+
+        problem = source_problem(value)
         if problem:
             raise ValueError(problem)
+    return value
+
+
+def _path_fits(value: Path | None) -> Path | None:
+    return _check_path(value, "the path")
+
+
+def _socket_path(value: Path | None) -> Path | None:
+    if value is not None and str(value).startswith("unix:"):
+        rest = str(value).split(":", 1)[1].lstrip("/")
+        raise ValueError(f"takes a file path, not a gRPC address: use '/{rest}' with a leading /")
+    return _check_path(value, "a unix socket path", MAX_SOCKET_BYTES)
+
+
+def _one_of(*allowed: str, case: Callable[[str], str] = str.lower) -> Check:
+    def check(value: str) -> str:
+        value = case(value)
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
         return value
 
-    @field_validator("source")
-    @classmethod
-    def _source_parses(cls, value: str) -> str:
-        if value:
-            from .sources import source_problem
+    return check
 
-            problem = source_problem(value)
-            if problem:
-                raise ValueError(problem)
-        return value
 
-    @field_validator("image_directory", "model_path")
-    @classmethod
-    def _path_fits(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _check_path(value, "the path")
+def _agent_name(value: str) -> str:
+    if value and (not MODEL_NAME.fullmatch(value) or len(value) > 100):
+        raise ValueError("must be letters, digits and single inner dashes, at most 100 characters")
+    return value
 
-    @field_validator("agent_socket", mode="before")
-    @classmethod
-    def _socket_is_a_path(cls, value: Any) -> Any:
-        if isinstance(value, str) and value.startswith("unix:"):
-            raise ValueError(
-                f"takes a file path, not a gRPC address: use {value.split(':', 1)[1].lstrip('/')!r} "
-                f"with a leading / instead of {value!r}"
-            )
-        return value
 
-    @field_validator("agent_socket")
-    @classmethod
-    def _socket_fits(cls, value: Path | None) -> Path | None:
-        return _check_path(value, "a unix socket path", MAX_SOCKET_BYTES)
+@dataclass(frozen=True)
+class ComponentConfig:
+    """Every key of the component, validated (see parse_component_config); `KEYS` has each one's recipe
+    key, type, bounds and description."""
 
-    @field_validator("model_variant")
-    @classmethod
-    def _known_variant(cls, value: str) -> str:
-        value = value.lower()
-        if value not in VARIANTS:
-            raise ValueError(f"must be one of {', '.join(VARIANTS)}")
-        return value
-
-    @field_validator("model_name")
-    @classmethod
-    def _agent_name(cls, value: str) -> str:
-        if value and (not MODEL_NAME.fullmatch(value) or len(value) > 100):
-            raise ValueError("must be letters, digits and single inner dashes, at most 100 characters")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        value = value.upper()
-        if value not in LOG_LEVELS:
-            raise ValueError(f"must be {', '.join(LOG_LEVELS)}")
-        return value
-
-    @field_validator("publisher")
-    @classmethod
-    def _known_publisher(cls, value: str) -> str:
-        value = value.lower()
-        if value not in ("auto", "ipc", "stdout"):
-            raise ValueError("must be auto, ipc or stdout")
-        return value
-
-    @model_validator(mode="after")
-    def _image_name_is_a_file_name(self) -> ComponentConfig:
-        if self.image_name and (Path(self.image_name).name != self.image_name or "\x00" in self.image_name):
-            raise ValueError("ImageName must be a file name inside ImageDirectory, not a path")
-        if len(os.fsencode(self.image_name)) > MAX_NAME_BYTES:
-            raise ValueError(f"ImageName is longer than {MAX_NAME_BYTES} bytes")
-        return self
+    source: str = setting(
+        "",
+        "Source",
+        str,
+        "video file, rtsp://... stream or /dev/videoN camera; empty = ImageDirectory/ImageName",
+        checks=(_source_parses,),
+    )
+    image_directory: Path | None = setting(
+        None,
+        "ImageDirectory",
+        Path,
+        "folder of images to classify (default: the bundled samples)",
+        checks=(_path_fits,),
+    )
+    image_name: str = setting(
+        "", "ImageName", str, "one file inside ImageDirectory; empty = every image in the folder"
+    )
+    inference_interval: float = setting(
+        5.0,
+        "InferenceInterval",
+        float,
+        "seconds between frames (between batches when BatchSize > 1); 0 = as fast as possible",
+        ge=0,
+        le=86400,
+    )
+    batch_size: int = setting(
+        1,
+        "BatchSize",
+        int,
+        "frames per Predict call when the model takes a batch (dynamic first dimension)",
+        ge=1,
+        le=64,
+    )
+    topic: str = setting(
+        DEFAULT_TOPIC, "PublishResultsOnTopic", str, "MQTT topic for results", checks=(_publishable,)
+    )
+    model_variant: str = setting(
+        "fp32",
+        "ModelVariant",
+        str,
+        "package of the model component to run: fp32, int8 or neo (the platform's Neo build)",
+        checks=(_one_of(*VARIANTS),),
+    )
+    model_path: Path | None = setting(
+        None,
+        "ModelPath",
+        Path,
+        "a model folder with manifest.json; empty = ModelVariant of the model component",
+        checks=(_path_fits,),
+    )
+    model_name: str = setting(
+        "", "ModelName", str, "agent-side model name; empty = manifest name", checks=(_agent_name,)
+    )
+    agent_socket: Path | None = setting(
+        None,
+        "AgentSocket",
+        Path,
+        "the agent's unix socket; empty = the deployed agent's (or the Edge Manager default)",
+        checks=(_socket_path,),
+    )
+    top_k: int = setting(5, "TopK", int, "how many classes to report at most", ge=1, le=100)
+    score_threshold: float = setting(
+        0.3, "ScoreThreshold", float, "report classes scoring at least this", ge=0, le=1
+    )
+    rpc_timeout: float = setting(5.0, "RpcTimeoutSeconds", float, "deadline of each agent call", gt=0, le=300)
+    max_frames: int = setting(0, "MaxFrames", int, "stop after this many frames; 0 = run forever", ge=0)
+    max_frame_pixels: int = setting(
+        40_000_000,
+        "MaxFramePixels",
+        int,
+        "skip frames with more pixels than this (bounds the work one frame may cost)",
+        ge=1,
+        le=1_000_000_000,
+    )
+    log_level: str = setting(
+        "INFO",
+        "LogLevel",
+        str,
+        "DEBUG, INFO, WARNING or ERROR",
+        checks=(_one_of(*LOG_LEVELS, case=str.upper),),
+    )
+    publisher: str = setting(
+        "auto",
+        "Publisher",
+        str,
+        "ipc, stdout, or auto (ipc under Greengrass)",
+        checks=(_one_of(*PUBLISHERS),),
+    )
+    status_topic: str = setting(
+        "",
+        "StatusTopic",
+        str,
+        "health and metrics topic; empty = edgeclassifier/status/<thing>",
+        checks=(_status_topic,),
+    )
+    status_interval: float = setting(
+        30.0, "StatusInterval", float, "seconds between status messages; 0 = none", ge=0, le=86400
+    )
+    errored_after: float = setting(
+        120.0,
+        "ErroredAfterSeconds",
+        float,
+        "report ERRORED (the core restarts the component) when the run loop has made no "
+        "progress at all for this long; outages never do; 0 = never",
+        ge=0,
+        le=86400,
+    )
+    capture_sample_rate: float = setting(
+        0.0, "CaptureSampleRate", float, "share of inferences sent to CaptureData; 0 = none", ge=0, le=1
+    )
+    capture_budget_per_hour: int = setting(
+        60, "CaptureBudgetPerHour", int, "at most this many captures per rolling hour", ge=0
+    )
 
     @property
     def images(self) -> Path:
@@ -267,13 +335,41 @@ class ComponentConfig(BaseModel):
         """The source as it may be logged and published (credentials in a URL are masked)."""
         return redact(str(self.source_spec))
 
+    def replace(self, **changes: Any) -> ComponentConfig:
+        """A copy with some fields changed (values already validated)."""
+        return replace(self, **changes)
+
+    def recipe_values(self, *, changed_only: bool = False) -> dict[str, Any]:
+        """The configuration by recipe key as JSON values (paths as strings, an unset one as null);
+        changed_only: only the keys whose value is not their default."""
+        values = {}
+        for name, key in KEYS.items():
+            value = getattr(self, name)
+            if changed_only and value == key.default:
+                continue
+            values[key.alias] = str(value) if isinstance(value, Path) else value
+        return values
+
+
+KEYS: dict[str, Key] = {f.name: f.metadata["key"] for f in fields(ComponentConfig)}  # by field name
+
+
+def _between_keys(config: ComponentConfig) -> list[str]:
+    """The rules that involve more than one key's value (or the value as a whole)."""
+    name = config.image_name
+    if name and (Path(name).name != name or "\x00" in name):
+        return ["ImageName must be a file name inside ImageDirectory, not a path"]
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        return [f"ImageName is longer than {MAX_NAME_BYTES} bytes"]
+    return []
+
 
 # Settings that need a new process: the IPC publisher and the agent connection are made once.
 RESTART_KEYS = ("agent_socket", "publisher", "rpc_timeout")
 
 
 def _aliases() -> dict[str, str]:
-    return {field.alias or name: name for name, field in ComponentConfig.model_fields.items()}
+    return {key.alias: name for name, key in KEYS.items()}
 
 
 def valid_keys() -> list[str]:
@@ -310,10 +406,31 @@ def unknown_keys(greengrass: Mapping[str, Any] | None) -> tuple[str, ...]:
 
 
 def _validate(values: dict[str, Any]) -> ComponentConfig:
-    try:
-        return ComponentConfig.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, {v: k for k, v in _aliases().items()})) from None
+    """Every value typed, bounded and checked; ConfigError naming each bad key, its value and what is
+    allowed (all of them at once), then the rules between keys."""
+    typed: dict[str, Any] = {}
+    problems = []
+    for name, value in values.items():
+        key = KEYS.get(name)
+        if key is None:
+            problems.append(f"{name}: not a configuration key (valid: {', '.join(KEYS)})")
+            continue
+        try:
+            typed[name] = key.read(value)
+        except ValueError as exc:
+            problems.append(f"{key.alias}={_shown(value)}: {exc}")
+    if not problems:
+        config = ComponentConfig(**typed)
+        problems = _between_keys(config)
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return config
+
+
+def _shown(value: Any) -> str:
+    """A refused value as an error message shows it: its repr, credentials masked, at most 80 characters."""
+    shown = redact(repr(value))
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def parse_component_config(
@@ -366,19 +483,6 @@ def _check_access(config: ComponentConfig, greengrass: Mapping[str, Any] | None)
             f" ({MQTTPROXY}, {PUBLISH_TO_IOT_CORE}): the core would refuse every message on it;"
             " merge the topic into accessControl in the same deployment (README: Changing the topic)"
         )
-
-
-def _describe(exc: ValidationError, alias_of: dict[str, str]) -> str:
-    problems = []
-    for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "configuration"
-        key = alias_of.get(field, field)
-        value = redact(repr(error.get("input")))
-        if len(value) > 80:
-            value = value[:77] + "..."
-        message = str(error["msg"]).removeprefix("Value error, ")
-        problems.append(f"{key}={value}: {message}" if error["loc"] else message)
-    return "invalid configuration: " + "; ".join(problems)
 
 
 def preflight(config: ComponentConfig, model_folder: Path | None) -> list[str]:

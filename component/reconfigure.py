@@ -197,7 +197,7 @@ class Reconfigurer:
         for key in later:
             logger.warning("%s changed; it takes effect when the component restarts", key)
         self.status.restart_needed = later
-        app.config = new.model_copy(update={key: getattr(old, key) for key in RESTART_KEYS})
+        app.config = new.replace(**{key: getattr(old, key) for key in RESTART_KEYS})
         logger.info(
             "configuration applied: topic %s, interval %s s, top-k %d, threshold %s, source %s, model %s",
             new.topic,
@@ -213,7 +213,7 @@ class Reconfigurer:
         if folder is None:
             return
         path = folder / LAST_GOOD
-        values = self.app.config.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        values = self.app.config.recipe_values(changed_only=True)
         try:
             write_private(path, json.dumps(values))
         except OSError as exc:

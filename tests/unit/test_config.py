@@ -7,9 +7,18 @@ from typing import Any
 import pytest
 
 from agent_client.errors import ConfigError
-from component.config import DEFAULT_TOPIC, build_config, parse_component_config, preflight, proposal_problem
+from component.config import (
+    DEFAULT_TOPIC,
+    KEYS,
+    build_config,
+    parse_component_config,
+    preflight,
+    proposal_problem,
+)
 
 from ..helpers import IMAGES_DIR, MODEL_DIR
+
+KEYS_BY_ALIAS = {key.alias: name for name, key in KEYS.items()}
 
 
 def test_defaults_are_the_samples_contract() -> None:
@@ -82,6 +91,67 @@ def test_numbers_may_come_as_numbers_or_as_strings_and_a_missing_key_is_its_defa
     assert build_config(greengrass={}).top_k == 5
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("TopK", 3.0, 3),  # the Java nucleus may keep a YAML number as a double
+        ("TopK", " 4 ", 4),
+        ("TopK", "3.0", 3),
+        ("TopK", "1e1", 10),
+        ("MaxFrames", "-0", 0),
+        ("InferenceInterval", "1e1", 10.0),
+        ("InferenceInterval", 2, 2.0),
+        ("PublishResultsOnTopic", " a/b ", "a/b"),
+        ("ImageDirectory", " /tmp/x ", Path("/tmp/x")),
+        ("ModelVariant", "INT8", "int8"),
+        ("LogLevel", "debug", "DEBUG"),
+    ],
+)
+def test_values_are_typed_and_normalised_as_the_cores_store_them(key: str, value: Any, expected: Any) -> None:
+    config = build_config(greengrass={key: value})
+    assert config.recipe_values()[key] == (str(expected) if isinstance(expected, Path) else expected)
+    assert type(getattr(config, KEYS_BY_ALIAS[key])) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("TopK", True, "must be a whole number"),  # a boolean is no count
+        ("TopK", 3.5, "must be a whole number, not 3.5"),
+        ("TopK", "0x10", "must be a whole number"),
+        ("TopK", [1], "must be a whole number"),
+        ("InferenceInterval", "inf", "must be a finite number"),
+        ("InferenceInterval", False, "must be a number"),
+        ("RpcTimeoutSeconds", "0", "must be more than 0"),
+        ("ModelName", 123, "must be a string"),
+        ("ImageDirectory", 5, "must be a path"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_with_what_is_allowed(
+    key: str, value: Any, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{key}=.*{message}"):
+        build_config(greengrass={key: value})
+
+
+def test_every_bad_key_is_named_at_once_and_the_rules_between_keys_wait_for_valid_values() -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_config(greengrass={"TopK": "0", "BatchSize": "x", "ImageName": "../a"})
+    assert "TopK='0': must be at least 1" in str(raised.value)
+    assert "BatchSize='x': must be a whole number" in str(raised.value)
+    assert "ImageName" not in str(raised.value)
+    with pytest.raises(ConfigError, match="not a configuration key"):
+        build_config({"top_kk": 3})
+
+
+def test_the_kept_values_read_back_to_the_same_configuration() -> None:
+    config = build_config(greengrass={"TopK": "7", "ImageDirectory": "/imgs", "AgentSocket": "/run/a.sock"})
+    changed = config.recipe_values(changed_only=True)
+    assert changed == {"TopK": 7, "ImageDirectory": "/imgs", "AgentSocket": "/run/a.sock"}
+    assert build_config(greengrass=changed) == config
+    assert config.replace(top_k=3).top_k == 3 and config.top_k == 7
+
+
 def test_unknown_keys_are_rejected_with_the_valid_ones_listed() -> None:
     with pytest.raises(ConfigError, match=r"unknown configuration key\(s\) TopKK; valid keys: .*TopK"):
         build_config(greengrass={"TopKK": "1"})
@@ -96,9 +166,9 @@ def test_the_running_component_ignores_an_unknown_key_instead_of_blocking_every_
     ("key", "value", "message"),
     [
         ("TopK", "x", "TopK='x'"),
-        ("TopK", "0", "greater than or equal to 1"),
+        ("TopK", "0", "must be at least 1"),
         ("ScoreThreshold", "1.5", "ScoreThreshold='1.5'"),
-        ("ScoreThreshold", "nan", "less than or equal to 1"),
+        ("ScoreThreshold", "nan", "must be a finite number"),
         ("InferenceInterval", "-1", "InferenceInterval"),
         ("PublishResultsOnTopic", "a/+/b", "wildcards"),
         ("PublishResultsOnTopic", "a\x00b", "must not contain NUL"),
@@ -108,7 +178,7 @@ def test_the_running_component_ignores_an_unknown_key_instead_of_blocking_every_
         ("PublishResultsOnTopic", "$aws/things/x", "reserves"),
         ("StatusTopic", "s/#", "wildcards"),
         ("LogLevel", "LOUD", "DEBUG, INFO"),
-        ("Publisher", "kafka", "auto, ipc or stdout"),
+        ("Publisher", "kafka", "auto, ipc, stdout"),
         ("ImageName", "../etc/passwd", "file name inside ImageDirectory"),
         ("ImageDirectory", "/" + "x" * 300, "longer than 255 bytes"),
         ("ImageDirectory", "/a" * 2100, "at most 4095 are allowed"),
@@ -120,7 +190,7 @@ def test_the_running_component_ignores_an_unknown_key_instead_of_blocking_every_
         ("Source", "rtsp://cam:99999/s", "Port out of range"),
         ("Source", "ftp://cam/x.mp4", "unknown scheme 'ftp'"),
         ("Source", "v4l2://video0", "v4l2:// takes a device path"),
-        ("MaxFramePixels", "0", "greater than or equal to 1"),
+        ("MaxFramePixels", "0", "must be at least 1"),
     ],
 )
 def test_bad_values_name_the_key(key: str, value: str, message: str) -> None:

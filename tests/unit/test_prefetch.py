@@ -393,7 +393,7 @@ def test_batch_size_raised_while_sent_frames_are_held_cancels_what_it_no_longer_
     publisher = RecordingPublisher()
     loop, host = make_loop(list(range(1, 11)), pipeline, publisher)
     loop._agent_quick = True  # an agent seen answering well within its deadline
-    host.on_between[3] = lambda h: setattr(h, "config", h.config.model_copy(update={"batch_size": 4}))
+    host.on_between[3] = lambda h: setattr(h, "config", h.config.replace(batch_size=4))
     loop.run()
     assert frame_ids(publisher) == list(range(1, 11))
     leaked = [i for i, s in pipeline.sent.items() if i not in pipeline.answered and not s.cancelled]
