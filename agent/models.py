@@ -31,7 +31,7 @@ from agent_client.errors import (
 
 from . import backends
 from .backends import RuntimeSettings, Session
-from .package import read_package, trim_heap
+from .package import VerifiedPackage, read_package, trim_heap
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,12 @@ class ModelRegistry:
         root, folder = self.resolve_folder(url)
         with self._lock:
             self._check_free(name, folder)
-        package = read_package(root, folder, self.trusted_uids)
+        with read_package(root, folder, self.trusted_uids) as package:
+            model = self._load_package(name, folder, package)
+        trim_heap()
+        return model
+
+    def _load_package(self, name: str, folder: Path, package: VerifiedPackage) -> LoadedModel:
         with self._lock:
             loaded = self._check_free(name, folder)
             if loaded is not None:
@@ -118,6 +123,11 @@ class ModelRegistry:
         try:
             backend = backends.for_format(package.manifest.format)
             session = backend.load(package, self.settings)
+            try:
+                package.check_unchanged()  # a file written to while the runtime read it is not served
+            except BaseException:
+                session.close()
+                raise
         except BaseException:
             with self._lock:
                 self._loading.pop(name, None)
@@ -128,8 +138,6 @@ class ModelRegistry:
         with self._lock:  # loading -> loaded in one step: no moment where the name is unknown
             self._loading.pop(name, None)
             self._models[name] = model
-        del package
-        trim_heap()
         logger.info("loaded model %s from %s with %s (sha256 %s)", name, folder, backend.name, model.sha256)
         return model
 

@@ -6,22 +6,27 @@ On every LoadModel, before any runtime sees a byte:
    other users (someone who can write the folder can replace manifest.json itself);
 3. `modelpkg.manifest.load_manifest` + `package_problems`: every file listed, none unlisted, none a symbolic
    link, none writable by group or others (schema 2);
-4. every file is then read once (O_NOFOLLOW, relative to the folder opened once, owned by a trusted user) and
-   those bytes are checked against the manifest's sha256 (`verify_files`): they, and no later state of the
-   disk, are what the backend loads (ONNX Runtime from memory; DLR from a private copy, see
-   agent.backends.dlr_backend). A file replaced after the checks fails its digest instead of being loaded.
+4. every file is then opened once (O_NOFOLLOW, relative to the folder opened once, owned by a trusted user,
+   not writable by others) and hashed from that open file against the manifest's sha256 (`verify_files`).
+   The backend loads from those open files, never from the paths again (ONNX Runtime opens the file
+   through /proc/self/fd; DLR from a private copy, see agent.backends.dlr_backend): a file replaced after
+   the checks is not what is loaded, and one written to in place between the hash and the end of the load
+   (its size or modification time moved) is refused (`check_unchanged`). ONNX Runtime reads the
+   model itself instead of being handed a copy in memory: a load peaks lower by about the model's size.
+The package holds its files open until `close()` (a VerifiedPackage is a context manager).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 
 from agent_client.errors import InvalidRequestError, ManifestError
 from agent_client.sockets import describe_uid
@@ -31,39 +36,102 @@ from modelpkg.manifest import (
     load_manifest,
     package_error,
     package_problems,
+    sha256_of_fd,
     verify_files,
 )
 
 logger = logging.getLogger(__name__)
 
-MAX_PACKAGE_BYTES = 4 * 1024**3  # larger packages are refused rather than read into memory
+MAX_PACKAGE_BYTES = 4 * 1024**3  # larger packages are refused rather than loaded
+COPY_BLOCK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """A listed file of a package, open since its checks, and how it stood when it was hashed."""
+
+    fd: int
+    stamp: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns (a rename over it moves neither)
+
+
+def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 @dataclass(frozen=True)
 class VerifiedPackage:
-    """A model package whose files matched their manifest digests, with those files' bytes."""
+    """A model package whose files matched their manifest digests, each held open as it was hashed."""
 
     folder: Path
     manifest: ModelManifest
-    contents: Mapping[str, bytes]  # file name -> verified bytes (manifest.json excluded)
+    files: Mapping[str, PackageFile]  # file name -> the open file (manifest.json excluded)
 
     @property
     def sha256(self) -> str:
         return self.manifest.sha256
 
-    def content(self, name: str) -> bytes:
+    def _file(self, name: str) -> PackageFile:
         try:
-            return self.contents[name]
+            return self.files[name]
         except KeyError:
             raise ManifestError(
                 f"{self.folder}: the manifest does not list {name}, which this format needs; "
                 f"rewrite it with `python -m modelprep manifest {self.folder}`"
             ) from None
 
+    def path(self, name: str) -> str:
+        """A path that opens the very file that was hashed (for a runtime that reads files itself); call
+        check_unchanged once it has read it."""
+        return f"/proc/self/fd/{self._file(name).fd}"
+
+    def _blocks(self, name: str) -> Iterator[bytes]:
+        """The file that was hashed, block by block from its start (positional reads)."""
+        fd, offset = self._file(name).fd, 0
+        while block := os.pread(fd, COPY_BLOCK, offset):
+            yield block
+            offset += len(block)
+
+    def content(self, name: str) -> bytes:
+        """The bytes of the file that was hashed (read from the open file, then checked unchanged)."""
+        content = b"".join(self._blocks(name))
+        self.check_unchanged(name)
+        return content
+
+    def copy(self, name: str, target: int) -> None:
+        """Writes the file that was hashed to the open file target (then checks it unchanged)."""
+        for block in self._blocks(name):
+            view = memoryview(block)
+            while view:
+                view = view[os.write(target, view) :]
+        self.check_unchanged(name)
+
+    def check_unchanged(self, *names: str) -> None:
+        """ManifestError if a file (all when none are named) was written to since it was hashed."""
+        for name in names or tuple(self.files):
+            file = self._file(name)
+            if _stamp(os.fstat(file.fd)) != file.stamp:
+                raise ManifestError(
+                    f"{self.folder / name} was written to while the agent loaded it; it was not loaded: "
+                    f"redeploy the package and load it again"
+                )
+
+    def close(self) -> None:
+        for file in self.files.values():
+            with contextlib.suppress(OSError):
+                os.close(file.fd)
+
+    def __enter__(self) -> VerifiedPackage:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
 
 def trim_heap() -> None:
-    """Gives the memory freed after a load (the package's bytes) back to the OS (glibc's malloc_trim; other
-    C libraries keep it for later allocations). Measured: lite0's agent 103 -> 76 MiB after a load."""
+    """Gives the memory freed after a load (the runtime's parse of the model file) back to the OS (glibc's
+    malloc_trim; other C libraries keep it for later allocations)."""
     try:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
@@ -101,15 +169,16 @@ def _check_folders(root: Path, folder: Path, trusted_uids: frozenset[int]) -> No
         current = current.parent
 
 
-def _read_checked(folder_fd: int, folder: Path, name: str, trusted_uids: frozenset[int]) -> bytes:
+def _open_checked(folder_fd: int, folder: Path, name: str, trusted_uids: frozenset[int]) -> PackageFile:
+    """The file opened (not following a link) and hashed; its checks made on the open file."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
     except OSError as exc:
         raise ManifestError(
             f"{folder / name} cannot be opened: {exc.strerror}; redeploy the package"
         ) from exc
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise ManifestError(
                 f"{folder / name} changed to an unsafe file while it was checked; redeploy it"
@@ -119,7 +188,21 @@ def _read_checked(folder_fd: int, folder: Path, name: str, trusted_uids: frozens
                 f"{folder / name} belongs to {describe_uid(info.st_uid)}: chown it to the agent's user or "
                 f"root"
             )
-        return file.read()
+        return PackageFile(fd, _stamp(info))
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _digest(file: PackageFile, where: Path) -> str:
+    try:
+        digest = sha256_of_fd(file.fd)
+        changed = _stamp(os.fstat(file.fd)) != file.stamp
+    except OSError as exc:
+        raise ManifestError(f"{where} cannot be read: {exc.strerror}; redeploy the package") from exc
+    if changed:
+        raise ManifestError(f"{where} was written to while the agent checked it; redeploy the package")
+    return digest
 
 
 def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> VerifiedPackage:
@@ -145,13 +228,19 @@ def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> Veri
     if total > MAX_PACKAGE_BYTES:
         raise ManifestError(f"model package {folder} holds {total} bytes, more than the agent loads")
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    files: dict[str, PackageFile] = {}
+    package = VerifiedPackage(folder=folder, manifest=manifest, files=MappingProxyType(files))
     try:
         opened = os.fstat(folder_fd)
         if (opened.st_dev, opened.st_ino) != (folder.stat().st_dev, folder.stat().st_ino):
             raise ManifestError(f"model folder {folder} was replaced while it was checked; redeploy it")
-        contents = {name: _read_checked(folder_fd, folder, name, trusted_uids) for name, _ in manifest.files}
+        for name, _ in manifest.files:
+            files[name] = _open_checked(folder_fd, folder, name, trusted_uids)
+        verify_files(manifest, {name: _digest(file, folder / name) for name, file in files.items()})
+    except BaseException:
+        package.close()
+        raise
     finally:
         os.close(folder_fd)
-    verify_files(manifest, contents)  # the bytes read, hashed once: those and no later state are loaded
-    logger.info("verified package %s: %d files, sha256 %s", folder, len(contents), manifest.sha256)
-    return VerifiedPackage(folder=folder, manifest=manifest, contents=MappingProxyType(contents))
+    logger.info("verified package %s: %d files, sha256 %s", folder, len(files), manifest.sha256)
+    return package

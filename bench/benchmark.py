@@ -114,16 +114,22 @@ def pair_block(run: PairRun) -> Block:
 
 
 def prep_medians(
-    workers: dict[str, Worker], trees: list[str], images: list[str], rounds: int
+    trees: dict[str, Path], model: Path, threads: int, images: list[str], rounds: int
 ) -> dict[str, dict[str, dict[str, float]]]:
     """tree -> image -> way -> median ms of PREP_FRAMES frames, taken in `rounds` turns that rotate over
-    the trees (so that a busy moment of the machine falls on every tree alike)."""
+    the trees (so that a busy moment of the machine falls on every tree alike), each turn in a new `prep`
+    worker process (two processes running the same code were seen to differ by 16%)."""
     times: dict[str, dict[str, dict[str, list[float]]]] = {}
     frames = -(-PREP_FRAMES // rounds)  # per round: at least PREP_FRAMES over all rounds
+    names = list(trees)
     for round_ in range(rounds):
-        shift = round_ % len(trees)
-        for name in trees[shift:] + trees[:shift]:
-            reply = workers[f"bare {name}"].ask(cmd="prep", images=images, frames=frames)["prep"]
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            worker = Worker("prep", trees[name], trees[name] / model, threads)
+            try:
+                reply = worker.ask(cmd="prep", images=images, frames=frames)["prep"]
+            finally:
+                worker.close()
             for image, ways in reply.items():
                 for way, ms in ways.items():
                     times.setdefault(name, {}).setdefault(image, {}).setdefault(way, []).extend(ms)
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         progress("preprocessing per frame: bundled images and a 1920x1080 JPEG, trees interleaved")
         images = [str(p) for p in sorted((ROOT / "artifacts" / "images").glob("*.jpg"))] + [str(hd_jpeg)]
-        results.prep = prep_medians(workers, list(trees), images, args.rounds)
+        results.prep = prep_medians(trees, model, args.threads, images, args.rounds)
         for size in [int(s) for s in args.batches.split(",") if s.strip()]:
             for name, tree in trees.items():
                 progress(f"BatchSize {size}: component {name}")

@@ -1,6 +1,6 @@
 """One contender of the benchmark in its own process, driven over stdin/stdout (one JSON object a line).
 
-    python bench/worker.py bare|inprocess --model FOLDER --threads N [--spin agent|on|off]
+    python bench/worker.py bare|inprocess|prep --model FOLDER --threads N [--spin agent|on|off]
                                                                       (PYTHONPATH = the source tree)
 
 `bare`: ONNX Runtime alone on the package's model file, fed one frame prepared once by the tree's own
@@ -13,8 +13,8 @@ graph optimisation and spinning as the agent; bench/sessions.py); --spin on|off 
 options and sets ONNX Runtime's intra-op spinning as given.
 
 Commands: {"cmd": "run", "frames": n} -> per-frame milliseconds, wall and CPU seconds of this process;
-{"cmd": "prep", "images": [paths], "frames": n} -> each frame's preprocessing milliseconds per image (bare
-only);
+{"cmd": "prep", "images": [paths], "frames": n} -> each frame's preprocessing milliseconds per image
+(`prep`: the tree's preprocessing alone, no runtime);
 {"cmd": "memory"}; {"cmd": "quit"}. Works against either source tree: only the tree's Preprocessor, manifest
 reader and agent backend are used.
 """
@@ -95,6 +95,19 @@ class Bare:
     def run(self, frames: int) -> dict[str, Any]:
         return timed(frames, lambda _: self.session.run(self.feed))
 
+
+class Prep:
+    """Preprocessing alone, in a process of its own for each round (the caller starts a new one every
+    round, so that how one process happened to be laid out in memory or placed on the cores weighs on
+    one round only)."""
+
+    spins = False
+
+    def __init__(self, folder: Path, threads: int, spin: str) -> None:
+        self.manifest = load_manifest(folder)
+        self.preprocess = native_preprocess(self.manifest)
+        self.describe = f"preprocessing of {self.manifest.name} {self.manifest.version}"
+
     def prep(self, paths: list[str], frames: int) -> dict[str, Any]:
         """The ms of each frame per image file (its bytes in memory -> the model's input) of the tree's own
         preprocessing and, in a tree that has it, of the 1.x float path (modelprep.reference.legacy_tensor),
@@ -150,14 +163,14 @@ class InProcess:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/worker.py", description=__doc__)
-    parser.add_argument("kind", choices=("bare", "inprocess"))
+    parser.add_argument("kind", choices=("bare", "inprocess", "prep"))
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--spin", choices=("agent", "on", "off"), default="agent")
     args = parser.parse_args()
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-    kind = Bare if args.kind == "bare" else InProcess
-    worker = kind(args.model, args.threads, args.spin)
+    kinds: dict[str, Any] = {"bare": Bare, "inprocess": InProcess, "prep": Prep}
+    worker = kinds[args.kind](args.model, args.threads, args.spin)
     print(json.dumps({"ready": worker.describe, "pid": os.getpid(), "spins": worker.spins}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -165,7 +178,7 @@ def main() -> int:
             break
         if command["cmd"] == "run":
             reply = worker.run(command["frames"])
-        elif command["cmd"] == "prep" and isinstance(worker, Bare):
+        elif command["cmd"] == "prep" and isinstance(worker, Prep):
             reply = worker.prep(command["images"], command["frames"])
         else:
             memory = procstat.memory()

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import stat
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ from agent_client.errors import ManifestError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 2
+HASH_BLOCK = 64 * 1024  # below glibc's mmap threshold: hashing a large file maps and unmaps nothing
 DTYPES = ("uint8", "int16", "int32", "int64", "float16", "float32", "float64")
 _KEYS = {
     "schema_version",
@@ -309,12 +311,24 @@ def load_labels(manifest: ModelManifest) -> tuple[str, ...]:
 
 
 def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks; OSError as it comes."""
+    """Hex SHA-256 of a file; OSError as it comes."""
+    with path.open("rb", buffering=0) as f:
+        return sha256_of_fd(f.fileno())
+
+
+def sha256_of_fd(fd: int) -> str:
+    """Hex SHA-256 of an open file from its start (positional reads: the file offset is left alone), read
+    through one buffer (no allocation per block); OSError as it comes."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    buffer = bytearray(HASH_BLOCK)
+    view = memoryview(buffer)
+    offset = 0
+    while True:
+        count = os.preadv(fd, [buffer], offset)
+        if count == 0:
+            return digest.hexdigest()
+        digest.update(view[:count])
+        offset += count
 
 
 def verify_sha256(manifest: ModelManifest) -> None:
@@ -375,16 +389,16 @@ def package_problems(manifest: ModelManifest) -> list[str]:
     return problems
 
 
-def verify_files(manifest: ModelManifest, contents: Mapping[str, bytes] | None = None) -> None:
+def verify_files(manifest: ModelManifest, digests: Mapping[str, str] | None = None) -> None:
     """Checks every file of the package against the manifest (see package_problems) and its digest;
-    ManifestError naming each problem. `contents`: the listed files' bytes as the caller has read them,
-    hashed here instead of the files on disk (the agent reads each file once, and loads the very bytes
-    checked)."""
+    ManifestError naming each problem. `digests`: the listed files' SHA-256 as the caller found them in the
+    files it holds open, instead of hashing the files the paths name now (the agent loads from those open
+    files)."""
     problems = package_problems(manifest)
     for name, want in manifest.files:
         path = manifest.folder / name
-        if contents is not None:
-            found = hashlib.sha256(contents[name]).hexdigest()
+        if digests is not None:
+            found = digests[name]
         elif not path.is_file() or path.is_symlink():
             continue  # already named above
         else:

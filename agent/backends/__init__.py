@@ -1,9 +1,10 @@
 """Runtime backends behind one small interface, in a registry keyed by name.
 
-A backend loads a verified model package (agent.package.VerifiedPackage: the manifest and the bytes of every
-file, checked against their digests) into a `Session` that runs numpy arrays. The manifest's `format` picks
-the backend ("onnx" -> onnxruntime, "neo" -> dlr). Backends import their runtime lazily, so a device only
-needs the runtime it uses; a missing runtime raises BackendUnavailableError naming the extra to install.
+A backend loads a verified model package (agent.package.VerifiedPackage: the manifest and every file held
+open as it was checked against its digest) into a `Session` that runs numpy arrays. The manifest's
+`format` picks the backend ("onnx" -> onnxruntime, "neo" -> dlr). Backends import their runtime lazily,
+so a device only needs the runtime it uses; a missing runtime raises BackendUnavailableError naming the
+extra to install.
 The runtime of the bundled packages (ONNX Runtime, `warm`) is imported by `warm_up()`, which the agent runs
 on a thread once it listens: the first LoadModel, usually sent by a component still starting itself, then
 does not wait for that import (measured: 150 ms of a 0.26 s first LoadModel). The others are imported at

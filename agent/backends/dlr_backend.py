@@ -114,15 +114,17 @@ def write_private_copy(package: VerifiedPackage, folder: Path) -> None:
     checks it against the manifest digest: ManifestError if any differs."""
     digests = dict(package.manifest.files)
     for name in (*REQUIRED_FILES, *OPTIONAL_FILES):
-        if name not in package.contents:
+        if name not in package.files:
             if name in OPTIONAL_FILES:
                 continue
             package.content(name)  # ManifestError naming the missing file
         fd = os.open(
             folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
         )
-        with os.fdopen(fd, "wb") as file:
-            file.write(package.contents[name])
+        try:
+            package.copy(name, fd)
+        finally:
+            os.close(fd)
         if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
             raise ManifestError(
                 f"the private copy of {package.folder / name} does not match its manifest digest; it was "

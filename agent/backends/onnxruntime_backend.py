@@ -72,7 +72,8 @@ def _info(arg: Any) -> TensorInfo:
 
 
 class OrtSession:
-    def __init__(self, model: bytes, where: str, settings: RuntimeSettings) -> None:
+    def __init__(self, model: bytes | str, where: str, settings: RuntimeSettings) -> None:
+        """model: a serialized model, or a path ONNX Runtime opens itself."""
         ort = _import_ort()
         self._ort = ort
         options = ort.SessionOptions()
@@ -134,7 +135,7 @@ class OnnxRuntimeBackend:
             settings.threads,
             "on" if settings.spin else "off",
         )
-        return OrtSession(package.content(package.manifest.file), str(path), settings)
+        return OrtSession(package.path(package.manifest.file), str(path), settings)
 
 
 BACKEND = OnnxRuntimeBackend()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,11 +37,12 @@ NEO_DIR = ROOT / "artifacts" / "models" / "efficientnet-lite0-neo-x86_64"
 X = {"x": np.arange(4, dtype=np.float32).reshape(1, 4)}
 
 
-def _replace_model(folder: Path, scale: float) -> None:
-    """Rewrites model.onnx as y = scale * x + 1: same names and shapes, another digest."""
+def _replace_model(folder: Path, scale: float, target: Path | None = None) -> None:
+    """Rewrites model.onnx (in place, or into target) as y = scale * x + 1: same names and shapes, another
+    digest."""
     model = onnx.load(str(folder / "model.onnx"))
     model.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.array([scale], np.float32), "two"))
-    onnx.save(model, str(folder / "model.onnx"))
+    onnx.save(model, str(target or folder / "model.onnx"))
 
 
 def test_a_model_file_replaced_on_disk_is_refused_at_the_next_load(
@@ -60,26 +62,70 @@ def test_a_model_file_replaced_on_disk_is_refused_at_the_next_load(
         client.predict("tiny", X)
 
 
-def test_each_file_is_read_once_and_the_bytes_read_are_the_bytes_checked(
+def test_a_file_changed_after_the_listing_checks_is_decided_by_the_digest_of_what_was_opened(
     client: AgentClient, models_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The model is replaced after the checks that need no read (listing, owners, modes), just before the
-    agent reads it: the digest of the bytes read, not of what was on disk earlier, decides."""
+    """The model is rewritten after the checks that need no read (listing, owners, modes), just before the
+    agent opens it: the digest of the file opened, not of what was on disk earlier, decides."""
     import agent.package
 
-    reads: list[str] = []
-    read = agent.package._read_checked
+    opened: list[str] = []
+    open_checked = agent.package._open_checked
 
-    def replaced_then_read(folder_fd: int, folder: Path, name: str, trusted: frozenset[int]) -> bytes:
-        reads.append(name)
+    def rewritten_then_opened(folder_fd: int, folder: Path, name: str, trusted: frozenset[int]) -> Any:
+        opened.append(name)
         if name == "model.onnx" and folder.name == "tiny":
             _replace_model(folder, 3.0)
-        return read(folder_fd, folder, name, trusted)
+        return open_checked(folder_fd, folder, name, trusted)
 
-    monkeypatch.setattr(agent.package, "_read_checked", replaced_then_read)
+    monkeypatch.setattr(agent.package, "_open_checked", rewritten_then_opened)
     client.load_model("tiny-dynamic", "tiny-dynamic")
-    assert sorted(reads) == ["labels.txt", "model.onnx"]  # once each: no second pass to hash them
+    assert sorted(opened) == ["labels.txt", "model.onnx"]  # once each
     with pytest.raises(InvalidRequestError, match=r"model.onnx has SHA-256 [0-9a-f]{64}, the manifest says"):
+        client.load_model("tiny", "tiny")
+    with pytest.raises(ModelNotFoundError):
+        client.predict("tiny", X)
+
+
+def test_a_model_file_renamed_over_after_its_hash_is_not_what_the_runtime_loads(
+    client: AgentClient, models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runtime reads the open file that was hashed: a file renamed over the path after the hash (by
+    the agent's own user or root: nobody else can write there) is not what gets loaded."""
+    import agent.package
+
+    digest = agent.package._digest
+
+    def renamed_over_after_hashing(file: agent.package.PackageFile, where: Path) -> str:
+        found = digest(file, where)
+        if where.name == "model.onnx":
+            other = where.parent.parent / "other.onnx"
+            _replace_model(where.parent, 3.0, target=other)
+            os.replace(other, where)
+        return found
+
+    monkeypatch.setattr(agent.package, "_digest", renamed_over_after_hashing)
+    client.load_model("tiny", "tiny")
+    (y,) = client.predict("tiny", X)
+    np.testing.assert_array_equal(y, 2 * X["x"] + 1)  # the verified model, not the 3x+1 now on disk
+
+
+def test_a_model_file_written_in_place_while_the_runtime_reads_it_is_refused(
+    client: AgentClient, models_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write into the open file between its hash and the end of the load (size or times move) makes the
+    load fail with what to do; nothing is served under that name."""
+    from agent.backends import onnxruntime_backend
+
+    session = onnxruntime_backend.OrtSession
+
+    def written_while_loading(model: Any, where: str, settings: Any) -> Any:
+        loaded = session(model, where, settings)
+        _replace_model(models_root / "tiny", 3.0)  # in place: the same file, other bytes
+        return loaded
+
+    monkeypatch.setattr(onnxruntime_backend, "OrtSession", written_while_loading)
+    with pytest.raises(InvalidRequestError, match=r"model.onnx was written to while the agent loaded it"):
         client.load_model("tiny", "tiny")
     with pytest.raises(ModelNotFoundError):
         client.predict("tiny", X)

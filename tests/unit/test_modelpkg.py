@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from agent_client.errors import ManifestError
-from modelpkg.manifest import load_labels, load_manifest, verify_files, verify_sha256, write_manifest
+from modelpkg.manifest import (
+    HASH_BLOCK,
+    load_labels,
+    load_manifest,
+    sha256_of,
+    sha256_of_fd,
+    verify_files,
+    verify_sha256,
+    write_manifest,
+)
 
 from ..helpers import MODEL_DIR
 
@@ -58,14 +67,24 @@ def test_a_valid_manifest_loads(folder: Path) -> None:
     assert manifest.model_path == folder.resolve() / "model.onnx"
 
 
-def test_bytes_already_read_are_checked_instead_of_the_files_on_disk(folder: Path) -> None:
+def test_digests_of_files_already_open_are_checked_instead_of_the_files_on_disk(folder: Path) -> None:
     manifest = load_manifest(folder)
-    contents = {name: (folder / name).read_bytes() for name, _ in manifest.files}
-    verify_files(manifest, contents)
-    (folder / "labels.txt").write_text("cat\ndog\ncow\n")  # the disk changed after the read
-    verify_files(manifest, contents)  # what was read is what counts (and what the caller uses)
+    digests = {name: sha256_of(folder / name) for name, _ in manifest.files}
+    verify_files(manifest, digests)
+    (folder / "labels.txt").write_text("cat\ndog\ncow\n")  # the disk changed after the files were hashed
+    verify_files(manifest, digests)  # what the caller hashed (and holds open) is what counts
     with pytest.raises(ManifestError, match=r"model\.onnx has SHA-256 .*, the manifest says"):
-        verify_files(manifest, {**contents, "model.onnx": b"another model"})
+        verify_files(manifest, {**digests, "model.onnx": hashlib.sha256(b"another model").hexdigest()})
+
+
+@pytest.mark.parametrize("size", [0, 1, HASH_BLOCK - 1, HASH_BLOCK, 3 * HASH_BLOCK + 7])
+def test_an_open_file_is_hashed_whole_from_its_start_whatever_its_offset(tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    (tmp_path / "f").write_bytes(data)
+    with (tmp_path / "f").open("rb") as f:
+        f.seek(size // 2)
+        assert sha256_of_fd(f.fileno()) == hashlib.sha256(data).hexdigest()
+        assert f.tell() == size // 2
 
 
 @pytest.mark.parametrize(
