@@ -1,4 +1,4 @@
-"""Model packages as the agent trusts them: inside a models root, checked against their manifest, read once.
+"""Model packages as the agent trusts them: inside a models root, checked against their manifest, held open.
 
 On every LoadModel, before any runtime sees a byte:
 1. the folder is resolved (symbolic links followed) and must lie inside one of the models roots;
@@ -10,9 +10,10 @@ On every LoadModel, before any runtime sees a byte:
    not writable by others) and hashed from that open file against the manifest's sha256 (`verify_files`).
    The backend loads from those open files, never from the paths again (ONNX Runtime opens the file
    through /proc/self/fd; DLR from a private copy, see agent.backends.dlr_backend): a file replaced after
-   the checks is not what is loaded, and one written to in place between the hash and the end of the load
-   (its size or modification time moved) is refused (`check_unchanged`). ONNX Runtime reads the
-   model itself instead of being handed a copy in memory: a load peaks lower by about the model's size.
+   the checks is not what is loaded. Only trusted users can write the files at all; a write by one of them
+   between the hash and the end of the load that moves the file's size or modification time (a redeploy
+   into the same files) is refused (`check_unchanged`); one that keeps both is not seen. ONNX Runtime reads
+   the model itself instead of being handed a copy in memory: a load peaks lower by about the model's size.
 The package holds its files open until `close()` (a VerifiedPackage is a context manager).
 """
 
@@ -24,7 +25,7 @@ import logging
 import os
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PACKAGE_BYTES = 4 * 1024**3  # larger packages are refused rather than loaded
 COPY_BLOCK = 64 * 1024
+PROC_FDS = "/proc/self/fd"
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class PackageFile:
     """A listed file of a package, open since its checks, and how it stood when it was hashed."""
 
     fd: int
-    stamp: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns (a rename over it moves neither)
+    stamp: tuple[int, int, int, int]  # st_size, st_mtime_ns, st_mode, st_uid (a rename over it moves none)
 
 
 def _stamp(info: os.stat_result) -> tuple[int, int, int, int]:
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    return (info.st_size, info.st_mtime_ns, info.st_mode, info.st_uid)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class VerifiedPackage:
     folder: Path
     manifest: ModelManifest
     files: Mapping[str, PackageFile]  # file name -> the open file (manifest.json excluded)
+    _closed: list[bool] = field(default_factory=lambda: [False], init=False, repr=False, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -81,8 +84,15 @@ class VerifiedPackage:
 
     def path(self, name: str) -> str:
         """A path that opens the very file that was hashed (for a runtime that reads files itself); call
-        check_unchanged once it has read it."""
-        return f"/proc/self/fd/{self._file(name).fd}"
+        check_unchanged once it has read it. Valid until close()."""
+        if self._closed[0]:
+            raise ManifestError(f"{self.folder}: the package was closed; load it again")
+        if not os.path.isdir(PROC_FDS):
+            raise ManifestError(
+                f"{PROC_FDS} is missing: the agent hands the runtime the file it checked through it; "
+                f"run the agent where /proc is mounted"
+            )
+        return f"{PROC_FDS}/{self._file(name).fd}"
 
     def _blocks(self, name: str) -> Iterator[bytes]:
         """The file that was hashed, block by block from its start (positional reads)."""
@@ -116,6 +126,10 @@ class VerifiedPackage:
                 )
 
     def close(self) -> None:
+        """Closes the files, once (a second call closes nothing: their numbers may be reused by then)."""
+        if self._closed[0]:
+            return
+        self._closed[0] = True
         for file in self.files.values():
             with contextlib.suppress(OSError):
                 os.close(file.fd)

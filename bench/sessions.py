@@ -42,7 +42,10 @@ def load_package(folder: Path, threads: int) -> Any:
     from agent.package import read_package
 
     package = read_package(folder.parent, folder.resolve(), frozenset({os.getuid(), 0}))
-    return backends.for_format(package.manifest.format).load(package, settings)
+    try:
+        return backends.for_format(package.manifest.format).load(package, settings)
+    finally:
+        getattr(package, "close", lambda: None)()  # a tree whose packages hold their files open
 
 
 def onnx_session(model: bytes, threads: int, spin: bool | None = None) -> Any:

@@ -112,7 +112,8 @@ def validate(cli: dict[str, Any]) -> int:
         for problem in problems:
             print(f"configuration problem: {problem}", file=sys.stderr)
         return 2
-    print(f"configuration OK: {json.dumps(config.recipe_values())}")
+    values = {**config.recipe_values(), "Source": config.describe_source() if config.source else ""}
+    print(f"configuration OK: {json.dumps(values, separators=(',', ':'), ensure_ascii=False)}")
     return 0
 
 

@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,19 @@ def _check_path(value: Path | None, what: str, limit: int = MAX_PATH_BYTES) -> P
 
 
 def _whole(value: Any) -> int:
-    """An integer from a JSON number or a string: 3, 3.0, "3", " 3 ", "3.0"; never a boolean or 3.5."""
+    """An integer from a JSON number or a string: 3, 3.0, "3", " 3 ", "3.0", "1e3"; never a boolean, 3.5
+    or "3.000001"."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
     if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
+        exact = _decimal(value, "must be a whole number")
+        if exact.adjusted() > 30:  # "1e999999999" would be a billion-digit int
+            raise ValueError("must be a whole number of a sensible size")
+        if exact != exact.to_integral_value():
+            raise ValueError(f"must be a whole number, not {value.strip()}")
+        return int(exact)
     number = _real(value, "must be a whole number")
     if not number.is_integer():
         raise ValueError(f"must be a whole number, not {number:g}")
@@ -79,10 +85,24 @@ def _real(value: Any, what: str = "must be a number") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(what)
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
-    except (ValueError, OverflowError):
-        raise ValueError(what) from None
+        number = float(_decimal(value, what) if isinstance(value, str) else value)
+    except OverflowError:
+        raise ValueError(f"{what} of a sensible size") from None
     if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _decimal(text: str, what: str) -> Decimal:
+    """A finite decimal number written in ASCII (as a recipe or a YAML file writes it)."""
+    text = text.strip()
+    if not text.isascii() or len(text) > 100:
+        raise ValueError(what)
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(what) from None
+    if not number.is_finite():
         raise ValueError("must be a finite number")
     return number
 
@@ -268,7 +288,9 @@ class ComponentConfig:
         0.3, "ScoreThreshold", float, "report classes scoring at least this", ge=0, le=1
     )
     rpc_timeout: float = setting(5.0, "RpcTimeoutSeconds", float, "deadline of each agent call", gt=0, le=300)
-    max_frames: int = setting(0, "MaxFrames", int, "stop after this many frames; 0 = run forever", ge=0)
+    max_frames: int = setting(
+        0, "MaxFrames", int, "stop after this many frames; 0 = run forever", ge=0, le=10**15
+    )
     max_frame_pixels: int = setting(
         40_000_000,
         "MaxFramePixels",
@@ -314,7 +336,7 @@ class ComponentConfig:
         0.0, "CaptureSampleRate", float, "share of inferences sent to CaptureData; 0 = none", ge=0, le=1
     )
     capture_budget_per_hour: int = setting(
-        60, "CaptureBudgetPerHour", int, "at most this many captures per rolling hour", ge=0
+        60, "CaptureBudgetPerHour", int, "at most this many captures per rolling hour", ge=0, le=10**9
     )
 
     @property

@@ -45,7 +45,7 @@ from agent_client.errors import ManifestError
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 2
-HASH_BLOCK = 64 * 1024  # below glibc's mmap threshold: hashing a large file maps and unmaps nothing
+HASH_BLOCK = 64 * 1024  # one buffer, reused for every block of a file
 DTYPES = ("uint8", "int16", "int32", "int64", "float16", "float32", "float64")
 _KEYS = {
     "schema_version",

@@ -75,8 +75,8 @@ def runner(folder: Path) -> Callable[[np.ndarray], np.ndarray] | None:
         from agent_client.sockets import default_trusted_uids
 
         try:
-            package = read_package(folder.parent, folder.resolve(), default_trusted_uids())
-            session = dlr_backend.BACKEND.load(package, RuntimeSettings(threads=2))
+            with read_package(folder.parent, folder.resolve(), default_trusted_uids()) as package:
+                session = dlr_backend.BACKEND.load(package, RuntimeSettings(threads=2))
         except BackendError as exc:  # DLR missing, or compiled for another CPU: the row is left out
             logger.warning("%s left out: %s", folder.name, exc)
             return None

@@ -1,7 +1,12 @@
-"""ONNX Runtime backend: the manifest's `file` of an "onnx" package, loaded from its verified bytes (CPU).
+"""ONNX Runtime backend: the manifest's `file` of an "onnx" package, loaded from the open file agent.package
+hashed (CPU).
 
-The session is built from the bytes agent.package checked against the manifest, never from the path, so what
-runs is what was verified (models with external data files are therefore not supported).
+ONNX Runtime reads the model through /proc/self/fd/N, the very file that was checked against the manifest,
+never through the package's path, so what runs is what was verified. Models with external data files are
+not supported: their data would be looked up beside that path (among the agent's open files), so ONNX
+Runtime is pointed at an empty private folder for them instead, and such a model fails to load. Once the
+session exists it keeps neither that path nor the model bytes (ONNX Runtime's provider fallback would load
+the model again from whatever the path names by then, so it is turned off).
 
 Cancellation: each run gets its own RunOptions; when the caller goes away, the request's Cancellation sets
 `RunOptions.terminate`, and ONNX Runtime stops between nodes with an error that becomes RequestCancelledError.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -81,15 +87,27 @@ class OrtSession:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
-        try:
-            self._session: Any = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises its own untyped errors for corrupt or unsupported graphs
-            raise BackendError(f"ONNX Runtime could not load {where}: {exc}") from exc
-        # ORT's Python wrapper keeps the model bytes for ever, only to rebuild the session if set_providers()
-        # is called (its own comment: "This is bad as we're holding the memory indefinitely"); the agent
-        # never calls it, so the session's own copy is all it needs (measured: 27 MiB for lite0).
-        if getattr(self._session, "_model_bytes", None) is not None:
-            self._session._model_bytes = None
+        if where.endswith(".ort"):  # ONNX Runtime tells its own format by the name, which /proc/self/fd lacks
+            options.add_session_config_entry("session.load_model_format", "ORT")
+        with tempfile.TemporaryDirectory(prefix="edgeclassifier-ort-") as nothing:
+            options.add_session_config_entry("session.model_external_initializers_file_folder_path", nothing)
+            try:
+                self._session: Any = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # ORT raises its own untyped errors for corrupt or unsupported graphs
+                hint = ""
+                if "external data" in str(exc).lower():
+                    hint = (
+                        "; the agent loads no model with external data files: save it with its weights "
+                        "inside (onnx.save_model without save_as_external_data)"
+                    )
+                raise BackendError(f"ONNX Runtime could not load {where}: {exc}{hint}") from exc
+        # ORT's Python wrapper keeps the model (bytes or path) for ever, only to rebuild the session if
+        # set_providers() is called, which its provider fallback does after a failed run: the bytes cost
+        # memory (27 MiB for lite0) and the path would by then name another file or none.
+        self._session.disable_fallback()
+        for kept in ("_model_bytes", "_model_path"):
+            if getattr(self._session, kept, None) is not None:
+                setattr(self._session, kept, None)
         self.inputs = tuple(_info(a) for a in self._session.get_inputs())
         self.outputs = tuple(_info(a) for a in self._session.get_outputs())
 

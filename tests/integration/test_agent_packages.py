@@ -21,6 +21,7 @@ from onnx import numpy_helper
 from agent.server import AgentOptions, AgentServer
 from agent_client import AgentClient, ClientOptions
 from agent_client.errors import (
+    AgentError,
     AgentTimeoutError,
     ConfigError,
     InvalidRequestError,
@@ -129,6 +130,67 @@ def test_a_model_file_written_in_place_while_the_runtime_reads_it_is_refused(
         client.load_model("tiny", "tiny")
     with pytest.raises(ModelNotFoundError):
         client.predict("tiny", X)
+
+
+def test_no_load_leaves_a_file_open_whatever_its_outcome(client: AgentClient, models_root: Path) -> None:
+    """The package's files are held open for the load only: loaded, already loaded, refused by a digest."""
+    shutil.copytree(models_root / "tiny", models_root / "broken")
+    (models_root / "broken" / "labels.txt").write_text("changed\n")
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    client.load_model("tiny", "tiny")  # the first load opens what gRPC and ONNX Runtime keep
+    before = open_files()
+    for _ in range(8):
+        client.load_model("tiny", "tiny")  # a no-op: loaded already
+        client.unload_model("tiny")
+        client.load_model("tiny", "tiny")
+        with pytest.raises(InvalidRequestError, match=r"labels\.txt has SHA-256"):
+            client.load_model("broken", "broken")
+    assert open_files() <= before + 2  # 3 files held by 24 loads would leave dozens
+
+
+def test_a_model_with_external_data_is_refused_even_when_the_data_is_a_verified_file(
+    client: AgentClient, models_root: Path
+) -> None:
+    """ONNX Runtime would look its external data up beside the path it opened (/proc/self/fd: the agent's
+    own open files); it is given an empty folder instead, so such a model does not load."""
+    folder = models_root / "external"
+    shutil.copytree(models_root / "tiny", folder)
+    model = onnx.load(str(folder / "model.onnx"))
+    for tensor in model.graph.initializer:  # raw bytes: what external data holds
+        tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor), tensor.name))
+    onnx.save_model(
+        model,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    write_package_manifest(folder, "external")  # weights.bin listed with its digest
+    assert (folder / "weights.bin").stat().st_size == 8
+    with pytest.raises(AgentError, match="loads no model with external data files: save it with its weights"):
+        client.load_model("external", "external")
+    with pytest.raises(ModelNotFoundError):
+        client.predict("external", X)
+
+
+def test_a_loaded_session_keeps_no_path_to_reload_from(models_root: Path) -> None:
+    """ONNX Runtime's provider fallback would reload the model from the path it was given, which names
+    another file (or none) once the package is closed: the session keeps neither path nor fallback."""
+    from agent.backends import RuntimeSettings, onnxruntime_backend
+    from agent.package import read_package
+
+    folder = models_root / "tiny"
+    with read_package(models_root, folder, frozenset({os.getuid(), 0})) as package:
+        session = onnxruntime_backend.BACKEND.load(package, RuntimeSettings(threads=1))
+    ort_session = session._session
+    assert getattr(ort_session, "_model_path", None) is None
+    assert getattr(ort_session, "_model_bytes", None) is None
+    assert ort_session._enable_fallback is False
+    (y,) = session.run(X)
+    np.testing.assert_array_equal(y, 2 * X["x"] + 1)
 
 
 @pytest.mark.parametrize(

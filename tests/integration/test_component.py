@@ -243,15 +243,20 @@ def test_sampled_captures_reach_the_agents_capture_folder(socket_path: Path, tmp
     assert (final["captures_sent"], final["captures_dropped"], final["captures_failed"]) == (4, 2, 0)
 
 
-def test_invalid_configuration_exits_with_the_reason() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "component", "--top-k", "0", "--validate-config"],
+def validate_config(*flags: str) -> subprocess.CompletedProcess[str]:
+    """`python -m component --validate-config` with flags, outside Greengrass."""
+    return subprocess.run(
+        [sys.executable, "-m", "component", "--validate-config", *flags],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_invalid_configuration_exits_with_the_reason() -> None:
+    result = validate_config("--top-k", "0")
     assert result.returncode == 2
     assert "TopK=0" in result.stderr
 
@@ -306,16 +311,17 @@ def test_a_wheel_install_without_a_bundled_model_says_to_pass_one(socket_path: P
 
 
 def test_validate_config_checks_the_bundled_manifest() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "component", "--validate-config"],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = validate_config()
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
+    printed = json.loads(result.stdout.removeprefix("configuration OK: "))
+    assert (printed["TopK"], printed["ImageDirectory"], printed["Source"]) == (5, None, "")
+
+
+def test_validate_config_prints_a_sources_credentials_masked() -> None:
+    result = validate_config("--source", "rtsp://admin:s3cret@cam/s")
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout and '"Source":"rtsp://***@cam/s"' in result.stdout
 
 
 ACCESS = {

@@ -57,7 +57,8 @@ def test_dlr_agrees_with_onnxruntime_fp32_on_every_sample_image(fp32_logits: dic
 
     backend = backends.for_format(load_manifest(NEO_DIR).format)
     assert backend.name == "dlr"
-    session = backend.load(_verified(NEO_DIR), RuntimeSettings(threads=2))
+    with _verified(NEO_DIR) as package:
+        session = backend.load(package, RuntimeSettings(threads=2))
     try:
         # the same input contract as the ONNX packages: uint8 NHWC pixels, normalised in the graph
         assert [(t.name, str(t.dtype), t.shape) for t in session.inputs] == [
@@ -137,8 +138,8 @@ def test_loading_twice_through_dlr_attempts_no_network_connection(tmp_path: Path
         "from agent_client.sockets import default_trusted_uids\n"
         f"folder = Path({str(NEO_DIR)!r})\n"
         "for _ in range(2):\n"
-        "    package = read_package(folder, folder, default_trusted_uids())\n"
-        "    dlr_backend.BACKEND.load(package, RuntimeSettings(threads=1)).close()\n"
+        "    with read_package(folder, folder, default_trusted_uids()) as package:\n"
+        "        dlr_backend.BACKEND.load(package, RuntimeSettings(threads=1)).close()\n"
         "import sys\n"
         "assert sys.modules['dlr.counter'].call_phone_home is dlr_backend._no_phone_home\n"
         "assert 'dlr.counter.phone_home' not in sys.modules\n"
@@ -162,6 +163,8 @@ def test_a_folder_compiled_for_another_cpu_fails_with_a_backend_error() -> None:
     from agent.backends import dlr_backend
     from agent_client.errors import BackendError
 
-    with pytest.raises(BackendError, match=r"must be compiled for this CPU \(x86_64\)"):
-        package = _verified(NEO_DIR.parent / "efficientnet-lite0-neo-aarch64")
+    with (
+        pytest.raises(BackendError, match=r"must be compiled for this CPU \(x86_64\)"),
+        _verified(NEO_DIR.parent / "efficientnet-lite0-neo-aarch64") as package,
+    ):
         dlr_backend.BACKEND.load(package, RuntimeSettings(threads=1))

@@ -125,6 +125,11 @@ def test_values_are_typed_and_normalised_as_the_cores_store_them(key: str, value
         ("RpcTimeoutSeconds", "0", "must be more than 0"),
         ("ModelName", 123, "must be a string"),
         ("ImageDirectory", 5, "must be a path"),
+        ("TopK", "3.00000000000000001", "must be a whole number, not 3.00000000000000001"),  # not rounded
+        ("TopK", "\u0663", "must be a whole number"),  # an Arabic-Indic three: recipes write ASCII
+        ("MaxFrames", "1e999999999", "of a sensible size"),
+        ("MaxFrames", 1e30, "must be at most"),
+        ("InferenceInterval", 10**400, "of a sensible size"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_with_what_is_allowed(

@@ -40,20 +40,22 @@ def test_dlr_is_registered_with_its_extra() -> None:
 
 
 def test_the_private_copy_holds_the_neo_files_alone_owner_only(tmp_path: Path) -> None:
-    package = neo_package(tmp_path / "neo", *NEO_FILES)
     copy = tmp_path / "copy"
     copy.mkdir(mode=0o700)
-    dlr_backend.write_private_copy(package, copy)
+    with neo_package(tmp_path / "neo", *NEO_FILES) as package:
+        dlr_backend.write_private_copy(package, copy)
     assert sorted(p.name for p in copy.iterdir()) == sorted(NEO_FILES)  # no manifest.json, no labels.txt
     assert {stat.S_IMODE(p.stat().st_mode) for p in copy.iterdir()} == {0o600}
     assert (copy / "compiled.so").read_bytes() == b"bytes of compiled.so"
 
 
 def test_a_neo_package_without_params_names_the_missing_file(tmp_path: Path) -> None:
-    package = neo_package(tmp_path / "neo", "compiled.so", "compiled_model.json")
     copy = tmp_path / "copy"
     copy.mkdir(mode=0o700)
-    with pytest.raises(ManifestError, match=r"does not list compiled\.params"):
+    with (
+        neo_package(tmp_path / "neo", "compiled.so", "compiled_model.json") as package,
+        pytest.raises(ManifestError, match=r"does not list compiled\.params"),
+    ):
         dlr_backend.write_private_copy(package, copy)
 
 
