@@ -14,7 +14,6 @@ long, a folder that went away) are too, never an exception the loop does not exp
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from agent_client.errors import FrameError, SourceError
 
 from .frames import Frame
+from .preprocess import open_bytes
 from .video import STREAM_SCHEMES, VideoSource, video_target
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def open_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     """An image opened from its bytes, header read, pixels not yet decoded; FrameError for data that is not
     an image Pillow reads, or one with more than max_pixels pixels."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_bytes(data)
     except UnidentifiedImageError:
         raise FrameError(f"{name} is not an image Pillow can read (corrupt or unsupported format)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

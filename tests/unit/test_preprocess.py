@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
 from agent_client.errors import FrameError, ManifestError
-from component.preprocess import DRAFT_MARGIN, Preprocessor, decode_image, pending_decode
+from component.preprocess import DRAFT_MARGIN, Preprocessor, decode_image, open_bytes, pending_decode
 from component.sources import open_image as open_frame
 from modelpkg.manifest import PreprocessSpec
 
@@ -405,3 +405,37 @@ def test_any_corruption_of_an_image_file_gives_a_tensor_or_frame_error(data: st.
         except FrameError:
             return
     assert tensor.shape == BUNDLED_SHAPE and tensor.dtype == np.uint8
+
+
+def test_bytes_in_memory_go_to_the_decoder_in_one_piece_with_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pillow hands a decoder 64 KiB pieces by default, joining each unread rest to the next one."""
+    big = Image.effect_noise((900, 700), 60).convert("RGB")
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    assert len(data) > 3 * 65536
+    calls: list[int] = []
+    image = open_bytes(data)
+    decoder = Image._getdecoder
+
+    def counting(*args: Any) -> Any:
+        real = decoder(*args)
+
+        class Counted:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def decode(self, piece: bytes) -> Any:
+                calls.append(len(piece))
+                return real.decode(piece)
+
+        return Counted()
+
+    monkeypatch.setattr(Image, "_getdecoder", counting)
+    image.load()
+    monkeypatch.undo()
+    assert calls == [len(data)]
+    with Image.open(io.BytesIO(data)) as default:
+        assert np.array_equal(np.asarray(image), np.asarray(default))
