@@ -45,7 +45,7 @@ from report import Block, Results, print_report
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "worker.py"
 SETTLE_S = 0.3  # ORT's spinning threads stop within ~30 ms of the last run (measured)
-PREP_FRAMES = 40  # preprocessing: frames per image and tree, over all rounds
+PREP_FRAMES = 120  # preprocessing: frames per image and tree, over all rounds (24 a round of 5)
 
 
 def progress(message: str) -> None:
