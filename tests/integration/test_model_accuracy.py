@@ -149,6 +149,22 @@ def test_a_1080p_jpeg_decoded_at_half_scale_keeps_the_1x_top1(model: Any, networ
     assert worst < 0.05  # measured 0.026
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (2560, 1440), (3840, 2160), (1080, 1920), (1600, 1200)])
+def test_large_jpegs_of_other_sizes_keep_the_1x_top1(model: Any, network: Any, size: tuple[int, int]) -> None:
+    """Whatever scale a large frame is decoded at: full size for 1280x720 (under twice DRAFT_MARGIN x the
+    resized size), 1/2 for 2560x1440, 1080x1920 and 1600x1200, 1/4 for 3840x2160."""
+    manifest = load_manifest(MODEL_DIR)
+    preprocess = Preprocessor(manifest.preprocess, manifest.input.shape)
+    worst = 0.0
+    for name in RIGHT:
+        data = blown_up(IMAGES_DIR / f"{name}.jpg", size)
+        now = softmax(model(preprocess(open_image(data, name))))
+        before = softmax(network(legacy_tensor(data, manifest.preprocess)))
+        assert int(np.argmax(now)) == int(np.argmax(before)), (name, size)
+        worst = max(worst, float(np.abs(now - before).max()))
+    assert worst < 0.05
+
+
 def test_imagenet_mean_std_is_less_confident_than_the_models_own_scaling(
     network: Any, labels: tuple[str, ...]
 ) -> None:
