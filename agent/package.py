@@ -11,9 +11,10 @@ On every LoadModel, before any runtime sees a byte:
    The backend loads from those open files, never from the paths again (ONNX Runtime opens the file
    through /proc/self/fd; DLR from a private copy, see agent.backends.dlr_backend): a file replaced after
    the checks is not what is loaded. Only trusted users can write the files at all; a write by one of them
-   between the hash and the end of the load that moves the file's size or modification time (a redeploy
-   into the same files) is refused (`check_unchanged`); one that keeps both is not seen. ONNX Runtime reads
-   the model itself instead of being handed a copy in memory: a load peaks lower by about the model's size.
+   between the hash and the end of the load that moves the file's size, modification time, mode or owner
+   (a redeploy into the same files) is refused (`check_unchanged`); one that keeps all four is not seen.
+   ONNX Runtime reads the model itself instead of being handed a copy in memory: a load peaks lower by
+   about the model's size.
 The package holds its files open until `close()` (a VerifiedPackage is a context manager).
 """
 
@@ -220,7 +221,8 @@ def _digest(file: PackageFile, where: Path) -> str:
 
 
 def read_package(root: Path, folder: Path, trusted_uids: frozenset[int]) -> VerifiedPackage:
-    """Checks and reads the package in folder (already resolved, inside root); see the module docstring.
+    """Checks the package in folder (already resolved, inside root), opens and hashes its files; see the
+    module docstring.
     ManifestError or InvalidRequestError saying what is wrong and how to fix it."""
     _check_folders(root, folder, trusted_uids)
     if not (folder / MANIFEST_FILE).exists():

@@ -13,14 +13,14 @@ so that no runtime's spinning threads overlap the next block), each in its own p
   the install step leaves it): first-result time, per-stage latencies from its results, FPS, CPU per frame
   of each process, resident memory.
 
-Every runtime session is the agent's own ONNX Runtime backend class (intra-op threads = --threads,
-inter-op 1, all graph optimisations, ORT's default spinning): the same settings on every side. ms/frame is
-a block's wall time over its frames, the same statistic for every contender; the table gives the median
-over rounds. CPU per frame is each process's CPU time over the same window. With --baseline TREE (a
-checkout of an older commit with its own packages) its bare runtime and component run in the same rounds,
-so "today" and "new" are measured side by side; --compare NAME=TREE adds any other checkout the same way
-(e.g. this branch merged with another). Progress goes to stderr, the table to stdout.
-Numbers, not assertions: this is not a test.
+Every runtime session is the agent's own ONNX Runtime backend class (intra-op threads = --threads, inter-op
+1, all graph optimisations, the tree's agent's spinning): the same settings on every side. ms/frame is a
+block's wall time over its frames, the same statistic for every contender; the table gives the median over
+rounds. CPU per frame is each process's CPU time over the same window. With --baseline TREE (a checkout of
+an older commit with its own packages) its bare runtime and component run in the same rounds, so "today" and
+"new" are measured side by side; --compare NAME=TREE adds any other checkout the same way (e.g. this branch
+merged with another). Progress goes to stderr, the table to stdout. Numbers, not assertions: this is not a
+test.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def _header(results: Results, machine: str) -> None:
     print(f"{machine}; load average {load[0]} before, {load[1]} after")
     print(
         f"every runtime session through the agent's ONNX Runtime backend class: intra-op threads "
-        f"{results.threads}, inter-op 1, all graph optimisations, ORT's default spinning (on)"
+        f"{results.threads}, inter-op 1, all graph optimisations, spinning as each tree's agent sets it "
+        f"(see each 'bare' line below)"
     )
     print(
         f"{results.rounds} rounds, contenders interleaved; ms/frame = a block's wall time / its frames, "

@@ -1,4 +1,4 @@
-"""The inference component's configuration: one validated model, parsed once at the edge.
+"""The inference component's configuration: one validated frozen dataclass, parsed once at the edge.
 
 Sources, later ones winning key by key: built-in defaults < command-line flags < the Greengrass component
 configuration (GetConfiguration: the recipe's DefaultConfiguration with deployment MERGE/RESET applied).

@@ -1,10 +1,11 @@
 """DLR backend: a Neo-compiled package (compiled.so, compiled_model.json, compiled.params; .meta optional).
 
 DLR dlopens compiled.so, and the shared object's constructors run in the agent at that moment, so it must be
-exactly the verified file. DLR only takes a folder path, so the package's verified bytes are written to a
-private folder (mkdtemp: mode 0700, files 0600, under TMPDIR, which must allow executing mapped files, i.e.
-not be mounted noexec), read back and hashed again against the manifest, loaded from there, and the folder
-is deleted once the model is in memory. A file whose digest does not match is never dlopened.
+exactly the verified file. DLR only takes a folder path, so the package's verified files are copied from the
+files agent.package hashed (held open) to a private folder (mkdtemp: mode 0700, files 0600, under TMPDIR,
+which must allow executing mapped files, i.e. not be mounted noexec), read back and hashed again against the
+manifest, loaded from there, and the folder is deleted once the model is in memory. A file whose digest does
+not match is never dlopened.
 
 Loads SageMaker Neo output and the folders `python -m modelprep neo` writes, with `dlr==1.6.0` (the last
 wheel bundling libdlr.so, a TVM 0.8 graph-executor runtime). Always the libdlr.so of the installed wheel,
@@ -24,7 +25,6 @@ sys.path and nothing here imports `test`, so it is harmless to the agent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +40,7 @@ import numpy as np
 
 from agent_client.errors import BackendError, BackendUnavailableError, ManifestError, RequestCancelledError
 from agent_client.tensors import TensorInfo
+from modelpkg.manifest import sha256_of
 
 from . import Cancellation, RuntimeSettings
 
@@ -125,7 +126,7 @@ def write_private_copy(package: VerifiedPackage, folder: Path) -> None:
             package.copy(name, fd)
         finally:
             os.close(fd)
-        if hashlib.sha256((folder / name).read_bytes()).hexdigest() != digests[name]:
+        if sha256_of(folder / name) != digests[name]:
             raise ManifestError(
                 f"the private copy of {package.folder / name} does not match its manifest digest; it was "
                 f"not loaded (is {folder} being tampered with?)"
