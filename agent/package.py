@@ -185,7 +185,8 @@ def _check_folders(root: Path, folder: Path, trusted_uids: frozenset[int]) -> No
 
 
 def _open_checked(folder_fd: int, folder: Path, name: str, trusted_uids: frozenset[int]) -> PackageFile:
-    """The file opened (not following a link) and hashed; its checks made on the open file."""
+    """The file opened (not following a link), its type, mode and owner checked on the open file, and how it
+    stands now (hashed next, by _digest)."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder_fd)
     except OSError as exc:

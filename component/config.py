@@ -65,8 +65,6 @@ def _whole(value: Any) -> int:
     or "3.000001"."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("must be a finite number")
     if isinstance(value, str):
         exact = _decimal(value, "must be a whole number")
         if exact.adjusted() > 30:  # "1e999999999" would be a billion-digit int

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field, replace
 
 from PIL import Image
+
+from .preprocess import open_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Frame:
         if self.encoded is None:
             return self
         try:
-            return replace(self, image=Image.open(io.BytesIO(self.encoded)))
+            return replace(self, image=open_bytes(self.encoded))
         except Exception:  # Pillow's own errors for bad data; the frame as it is still prepares as it did
             logger.debug("frame %d could not be opened again from its bytes", self.frame_id, exc_info=True)
             return self
